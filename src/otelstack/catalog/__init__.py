@@ -1,0 +1,1 @@
+"""The version catalog: pinned upstream releases and what their components accept."""

@@ -1,0 +1,1 @@
+"""Collector configuration engine: agent, gateway, emergency and safe-minimal profiles, supervisor configs."""

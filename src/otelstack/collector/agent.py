@@ -1,0 +1,216 @@
+"""Agent tier (per VM or per Kubernetes node): collect locally, balance traces by trace ID to gateways."""
+
+from __future__ import annotations
+
+from otelstack.collector.blocks import (
+    Config,
+    Paths,
+    cid,
+    client_tls,
+    env_ref,
+    file_storage,
+    health_check_extension,
+    memory_limiter,
+    retry_on_failure,
+    sending_queue,
+    server_tls,
+    telemetry,
+)
+from otelstack.collector.opamp import opamp_extension
+from otelstack.model.spec import PlatformSpec, TlsMode
+from otelstack.security.layout import OTLP_GRPC_PORT, OTLP_HTTP_PORT
+
+AGENT_QUEUE_SIZE = 5000
+
+
+def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_extension_enabled: bool) -> Config:
+    """The agent profile. ``opamp_extension_enabled`` is False when a supervisor injects its own."""
+    tier = spec.tiers.agent
+    hop = spec.security.tls.agent_to_gateway
+    apps_tls = server_tls(spec.security.tls.apps_to_agent, paths, spec)
+    # Plaintext from apps is node-local: loopback on VMs, the node's pods via hostPort on Kubernetes.
+    bind = "0.0.0.0" if kubernetes or apps_tls else "127.0.0.1"
+
+    ext_health = cid("extension", "health_check")
+    ext_checkpoints = cid("extension", "file_storage", "checkpoints")
+    ext_queue = cid("extension", "file_storage", "queue")
+    ext_auth = cid("extension", "bearertokenauth", "gateway")
+    extensions: Config = {
+        ext_health: health_check_extension("0.0.0.0"),
+        ext_checkpoints: file_storage(paths.checkpoint_dir),
+        ext_queue: file_storage(paths.queue_dir),
+    }
+    auth = spec.security.receiver_auth.kind == "bearer"
+    if auth:
+        extensions[ext_auth] = {"token": env_ref(spec.security.receiver_auth.token)}
+    if opamp_extension_enabled:
+        extensions[cid("extension", "opamp")] = opamp_extension(spec, paths)
+
+    otlp_rx = cid("receiver", "otlp")
+    grpc: Config = {"endpoint": f"{bind}:{OTLP_GRPC_PORT}", "max_recv_msg_size_mib": 16}
+    http: Config = {"endpoint": f"{bind}:{OTLP_HTTP_PORT}"}
+    if apps_tls:
+        grpc["tls"] = apps_tls
+        http["tls"] = dict(apps_tls)
+    receivers: Config = {otlp_rx: {"protocols": {"grpc": grpc, "http": http}}}
+
+    if kubernetes:
+        logs_rx = cid("receiver", "filelog", "pods")
+        receivers[logs_rx] = _pod_logs(ext_checkpoints)
+        metrics_rx = cid("receiver", "kubeletstats")
+        receivers[metrics_rx] = {
+            "auth_type": "serviceAccount",
+            "endpoint": "https://${env:K8S_NODE_NAME}:10250",
+            "collection_interval": tier.kubelet_interval,
+            "metric_groups": ["node", "pod", "container"],
+        }
+    else:
+        logs_rx = cid("receiver", "filelog", "host")
+        receivers[logs_rx] = {
+            "include": list(tier.log_include),
+            "exclude": list(tier.log_exclude),
+            "start_at": "end",
+            "include_file_path": True,
+            "storage": ext_checkpoints,
+        }
+        metrics_rx = cid("receiver", "hostmetrics")
+        receivers[metrics_rx] = {
+            "collection_interval": tier.host_metrics_interval,
+            "scrapers": {s: {} for s in ("cpu", "disk", "filesystem", "load", "memory", "network", "paging")},
+        }
+
+    p_mem = cid("processor", "memory_limiter")
+    p_enrich = cid("processor", "k8sattributes") if kubernetes else cid("processor", "resourcedetection")
+    p_resource = cid("processor", "resource", "platform")
+    p_batch = cid("processor", "batch")
+    processors: Config = {
+        p_mem: memory_limiter(tier.memory_limit_mib),
+        p_enrich: _k8s_attributes() if kubernetes else _resource_detection(),
+        p_resource: {"attributes": _resource_attributes(spec)},
+        p_batch: {"timeout": "1s", "send_batch_size": 1024, "send_batch_max_size": 2048},
+    }
+
+    x_lb = cid("exporter", "loadbalancing")
+    x_otlp = cid("exporter", "otlp", "gateway")
+    otlp_client: Config = {"tls": client_tls(hop, paths, spec), "compression": "gzip"}
+    if auth:
+        otlp_client["auth"] = {"authenticator": ext_auth}
+    exporters: Config = {
+        x_lb: {
+            "routing_key": "traceID",
+            "protocol": {
+                "otlp": {
+                    **otlp_client,
+                    "sending_queue": sending_queue(ext_queue, AGENT_QUEUE_SIZE),
+                    "retry_on_failure": retry_on_failure(),
+                }
+            },
+            "resolver": _resolver(spec),
+        },
+        x_otlp: {
+            "endpoint": _balanced_endpoint(spec),
+            "balancer_name": "round_robin",
+            **otlp_client,
+            "sending_queue": sending_queue(ext_queue, AGENT_QUEUE_SIZE),
+            "retry_on_failure": retry_on_failure(),
+        },
+    }
+    if hop is TlsMode.INSECURE:
+        for exporter in (exporters[x_lb]["protocol"]["otlp"], exporters[x_otlp]):
+            exporter["tls"] = {"insecure": True}
+
+    chain = [p_mem, p_enrich, p_resource, p_batch]
+    return {
+        "extensions": extensions,
+        "receivers": receivers,
+        "processors": processors,
+        "exporters": exporters,
+        "service": {
+            "extensions": list(extensions),
+            "pipelines": {
+                "traces": {"receivers": [otlp_rx], "processors": chain, "exporters": [x_lb]},
+                "metrics": {"receivers": [otlp_rx, metrics_rx], "processors": chain, "exporters": [x_otlp]},
+                "logs": {"receivers": [otlp_rx, logs_rx], "processors": chain, "exporters": [x_otlp]},
+            },
+            "telemetry": telemetry(spec),
+        },
+    }
+
+
+def _resolver(spec: PlatformSpec) -> Config:
+    r = spec.tiers.agent.resolver
+    if r.kind == "static":
+        return {"static": {"hostnames": [_with_port(h) for h in r.hostnames]}}
+    if r.kind == "dns":
+        return {"dns": {"hostname": r.dns_name, "port": str(OTLP_GRPC_PORT)}}
+    service = r.k8s_service
+    return {"k8s": {"service": service, "ports": [OTLP_GRPC_PORT]}}
+
+
+def _balanced_endpoint(spec: PlatformSpec) -> str:
+    """One gRPC target that spreads metrics and logs over every gateway (round_robin over DNS)."""
+    r = spec.tiers.agent.resolver
+    if r.kind == "static":
+        return _with_port(r.otlp_target or r.hostnames[0])
+    if r.kind == "dns":
+        return f"dns:///{r.dns_name}:{OTLP_GRPC_PORT}"
+    name, _, namespace = r.k8s_service.partition(".")
+    return f"dns:///{name}.{namespace or 'default'}.svc.cluster.local:{OTLP_GRPC_PORT}"
+
+
+def _with_port(host: str) -> str:
+    return host if host.rsplit(":", 1)[-1].isdigit() and ":" in host else f"{host}:{OTLP_GRPC_PORT}"
+
+
+def _resource_attributes(spec: PlatformSpec) -> list[Config]:
+    attrs = [{"key": "deployment.environment.name", "value": spec.environment, "action": "upsert"}]
+    if spec.cluster_name:
+        attrs.append({"key": "k8s.cluster.name", "value": spec.cluster_name, "action": "insert"})
+    if spec.region:
+        attrs.append({"key": "cloud.region", "value": spec.region, "action": "insert"})
+    return attrs
+
+
+def _resource_detection() -> Config:
+    return {"detectors": ["env", "system"], "timeout": "5s", "override": False}
+
+
+def _k8s_attributes() -> Config:
+    return {
+        "auth_type": "serviceAccount",
+        "passthrough": False,
+        "filter": {"node_from_env_var": "K8S_NODE_NAME"},
+        "extract": {
+            "metadata": [
+                "k8s.namespace.name",
+                "k8s.pod.name",
+                "k8s.pod.uid",
+                "k8s.node.name",
+                "k8s.container.name",
+                "k8s.deployment.name",
+                "k8s.statefulset.name",
+                "k8s.daemonset.name",
+            ],
+            "labels": [
+                {"tag_name": "app", "key": "app", "from": "pod"},
+                {"tag_name": "service.version", "key": "version", "from": "pod"},
+            ],
+        },
+        "pod_association": [
+            {"sources": [{"from": "resource_attribute", "name": "k8s.pod.ip"}]},
+            {"sources": [{"from": "resource_attribute", "name": "k8s.pod.uid"}]},
+            {"sources": [{"from": "connection"}]},
+        ],
+    }
+
+
+def _pod_logs(storage: str) -> Config:
+    """Container logs of every pod on the node, except the collector's own (no feedback loop)."""
+    return {
+        "include": ["/var/log/pods/*/*/*.log"],
+        "exclude": ["/var/log/pods/observability_otel-agent*/*/*.log"],
+        "start_at": "end",
+        "include_file_path": True,
+        "storage": storage,
+        "operators": [{"type": "container", "id": "container-parser"}],
+    }

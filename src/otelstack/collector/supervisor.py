@@ -1,0 +1,60 @@
+"""opampsupervisor configuration for VM collectors.
+
+systemd runs the supervisor; the supervisor runs ``otelcol-contrib`` with the merge of its config files:
+our rendered collector config (``base``), then the supervisor's own telemetry and opamp-extension
+fragments, then the remote config from the OpAMP server. Before the first contact with the server the
+fallback config (the same rendered file) runs, so a new host collects from its first second.
+"""
+
+from __future__ import annotations
+
+from otelstack.collector.blocks import Config
+from otelstack.model.spec import PlatformSpec, TlsMode
+from otelstack.security.layout import VmLayout
+
+
+def collector_config_path(layout: VmLayout, profile: str) -> str:
+    return f"{layout.config_dir}/{profile}.yaml"
+
+
+def render_supervisor(spec: PlatformSpec, layout: VmLayout, profile: str) -> Config:
+    base = collector_config_path(layout, profile)
+    mode = spec.security.tls.collectors_to_opamp
+    tls: Config = {"insecure": True} if mode is TlsMode.INSECURE else {"ca_file": layout.ca_file}
+    if mode is TlsMode.MTLS:
+        tls.update(cert_file=layout.client_cert, key_file=layout.client_key)
+    token_var = spec.security.opamp.token.partition(":")[2]
+    server: Config = {
+        "endpoint": spec.security.opamp.endpoint,
+        "headers": {"Authorization": "Bearer ${" + token_var + "}"},
+        "tls": tls,
+    }
+    return {
+        "server": server,
+        "capabilities": {
+            "accepts_remote_config": True,
+            "reports_remote_config": True,
+            "reports_effective_config": True,
+            "reports_health": True,
+            "reports_own_metrics": True,
+            "reports_available_components": True,
+            "reports_heartbeat": True,
+            "accepts_restart_command": True,
+            "accepts_opamp_connection_settings": True,
+        },
+        "agent": {
+            "executable": layout.binary,
+            "config_files": [base, "$OWN_TELEMETRY_CONFIG", "$OPAMP_EXTENSION_CONFIG", "$REMOTE_CONFIG"],
+            "fallback_configs": [base],
+            "description": {
+                "non_identifying_attributes": {
+                    "deployment.environment.name": spec.environment,
+                    "otelstack.profile": profile,
+                    **({"cloud.region": spec.region} if spec.region else {}),
+                }
+            },
+            "config_apply_timeout": "30s",
+        },
+        "storage": {"directory": layout.supervisor_state_dir},
+        "telemetry": {"logs": {"level": "info"}},
+    }

@@ -1,0 +1,226 @@
+"""The one rendering entry point. The CLI, the OpAMP server, the Ansible plugins and (later) the Pulumi
+components call these functions; nothing below this module knows who is calling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from otelstack import __version__
+from otelstack.catalog.components import catalog
+from otelstack.collector.agent import render_agent
+from otelstack.collector.blocks import Config, Paths
+from otelstack.collector.gateway import render_gateway
+from otelstack.collector.overlays import apply_emergency, safe_minimal
+from otelstack.collector.supervisor import render_supervisor
+from otelstack.errors import ConfigValidationError
+from otelstack.layering import merge
+from otelstack.model.loader import load_spec
+from otelstack.model.spec import PlatformSpec, TlsMode
+from otelstack.security.layout import VM
+from otelstack.sizing import size_platform, sizing_markdown
+from otelstack.validate.collector import (
+    Finding,
+    has_tail_sampling,
+    run_otelcol_validate,
+    trace_routing_findings,
+    validate_collector_config,
+)
+from otelstack.yamlout import dump
+
+Variant = Literal["normal", "emergency", "safe-minimal"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    tier: Literal["agent", "gateway"]
+    kubernetes: bool
+    supervised: bool  # True: opampsupervisor injects the opamp extension; False: the config carries it
+    description: str
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("agent-vm", "agent", False, True, "VM agent run by opampsupervisor (default VM mode)"),
+        Profile("agent-vm-static", "agent", False, False, "VM agent run directly by systemd, reporting via opamp"),
+        Profile("agent-k8s", "agent", True, False, "Kubernetes DaemonSet agent, reporting via opamp"),
+        Profile("gateway", "gateway", False, True, "VM gateway run by opampsupervisor (default VM mode)"),
+        Profile("gateway-static", "gateway", False, False, "VM gateway run directly by systemd"),
+    )
+}
+SUPERVISED_PROFILES = tuple(p.name for p in PROFILES.values() if p.supervised)
+VARIANTS: tuple[Variant, ...] = ("normal", "emergency", "safe-minimal")
+
+
+@dataclass(frozen=True)
+class RenderedConfig:
+    text: str
+    sha256: str
+    profile: str
+    variant: str = "normal"
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, text: str, profile: str, variant: str = "normal", warnings: tuple[str, ...] = ()) -> RenderedConfig:
+        return cls(text, hashlib.sha256(text.encode()).hexdigest(), profile, variant, warnings)
+
+
+def profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigValidationError(f"unknown profile {name!r}; allowed: {', '.join(PROFILES)}") from None
+
+
+def build_collector(spec: PlatformSpec, name: str, variant: Variant = "normal") -> Config:
+    """The collector config (as data) for one profile and variant, before validation."""
+    prof = profile(name)
+    paths = Paths.for_vm(VM)
+    if prof.tier == "agent":
+        config = render_agent(spec, paths, kubernetes=prof.kubernetes, opamp_extension_enabled=not prof.supervised)
+        overrides = spec.collector_overrides.agent
+        memory = spec.tiers.agent.memory_limit_mib
+    else:
+        config = render_gateway(spec, paths, opamp_extension_enabled=not prof.supervised)
+        overrides = spec.collector_overrides.gateway
+        memory = size_platform(spec).gateway.memory_limit_mib
+    if overrides:
+        config = merge(config, overrides)
+    if variant == "emergency":
+        config = apply_emergency(config, spec)
+    elif variant == "safe-minimal":
+        config = safe_minimal(config, spec, memory)
+    elif variant != "normal":
+        raise ConfigValidationError(f"unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+    return config
+
+
+def file_name(name: str, variant: str = "normal") -> str:
+    return f"{name}.yaml" if variant == "normal" else f"{variant}-{name}.yaml"
+
+
+def _header(spec: PlatformSpec, what: str) -> str:
+    where = spec.environment + (f"/{spec.region}" if spec.region else "")
+    release = catalog().release["otelcol_contrib"]
+    return (
+        f"{what} for {where} — rendered by otelstack {__version__} for otelcol-contrib {release}.\n"
+        "Do not edit: change configs/ and re-render."
+    )
+
+
+def _finalise(spec: PlatformSpec, name: str, variant: Variant, config: Config) -> RenderedConfig:
+    source = file_name(name, variant)
+    prof = profile(name)
+    node_local = prof.kubernetes and prof.tier == "agent" and spec.security.tls.apps_to_agent is TlsMode.INSECURE
+    findings = validate_collector_config(
+        config, source=source, insecure_allowed=spec.insecure_allowed, node_local_plaintext=node_local
+    )
+    errors = [str(f) for f in findings if f.severity == "error"]
+    if errors:
+        raise ConfigValidationError(f"rendered collector config {source} is invalid; nothing was written", errors)
+    text = dump(
+        config, _header(spec, f"Collector config, profile {name}" + ("" if variant == "normal" else f", {variant}"))
+    )
+    warnings = tuple(str(f) for f in findings if f.severity == "warning")
+    return RenderedConfig.of(text, name, variant, warnings)
+
+
+def render_collector(spec: PlatformSpec, name: str, variant: Variant = "normal") -> RenderedConfig:
+    return _finalise(spec, name, variant, build_collector(spec, name, variant))
+
+
+def render_agent_config(
+    configs_dir: Path,
+    env: str,
+    region: str | None = None,
+    *,
+    profile: str = "agent-vm",
+    namespace: Mapping[str, Any] | None = None,
+    agent: Mapping[str, Any] | None = None,
+    variant: Variant = "normal",
+) -> RenderedConfig:
+    """Levels 1–5 for one managed collector ("agent" in OpAMP's sense: any tier), validated."""
+    spec = load_spec(configs_dir, env, region, namespace=namespace, agent=agent)
+    return render_collector(spec, profile, variant)
+
+
+def render_emergency_config(configs_dir: Path, env: str, region: str | None = None, **kw: Any) -> RenderedConfig:
+    return render_agent_config(configs_dir, env, region, variant="emergency", **kw)
+
+
+def render_safe_minimal_config(configs_dir: Path, env: str, region: str | None = None, **kw: Any) -> RenderedConfig:
+    return render_agent_config(configs_dir, env, region, variant="safe-minimal", **kw)
+
+
+def render_supervisor_for(spec: PlatformSpec, name: str) -> RenderedConfig:
+    prof = profile(name)
+    if not prof.supervised:
+        raise ConfigValidationError(f"profile {name!r} is not supervised; supervised: {', '.join(SUPERVISED_PROFILES)}")
+    text = dump(render_supervisor(spec, VM, name), _header(spec, f"opampsupervisor config, profile {name}"))
+    return RenderedConfig.of(text, name)
+
+
+def render_supervisor_config(
+    configs_dir: Path, env: str, region: str | None = None, *, profile: str = "agent-vm"
+) -> RenderedConfig:
+    return render_supervisor_for(load_spec(configs_dir, env, region), profile)
+
+
+@dataclass(frozen=True)
+class PlatformRender:
+    spec: PlatformSpec
+    files: dict[str, str]  # path relative to build/ENV → content
+    warnings: tuple[str, ...]
+    binary_checked: bool  # True when otelcol-contrib was on PATH and validated every collector config
+
+
+def render_platform(
+    configs_dir: Path, env: str, region: str | None = None, *, progress: Callable[[str], None] | None = None
+) -> PlatformRender:
+    """Every artefact that exists so far, validated as a whole. Raises on any error; returns files."""
+    spec = load_spec(configs_dir, env, region)
+    note = progress or (lambda _msg: None)
+    files: dict[str, str] = {}
+    warnings: list[str] = []
+    errors: list[str] = []
+    data: dict[str, Config] = {}
+    for name in PROFILES:
+        for variant in VARIANTS:
+            note(f"collector {file_name(name, variant)}")
+            try:
+                config = build_collector(spec, name, variant)
+                rendered = _finalise(spec, name, variant, config)
+            except ConfigValidationError as exc:
+                errors += exc.issues or [exc.summary]
+                continue
+            data[file_name(name, variant)] = config
+            files[f"collector/{file_name(name, variant)}"] = rendered.text
+            warnings += rendered.warnings
+    gateways = [c for n, c in data.items() if n.startswith(("gateway", "emergency-gateway"))]
+    agents = {n: c for n, c in data.items() if "agent" in n}
+    routing: list[Finding] = trace_routing_findings(agents, any(has_tail_sampling(c) for c in gateways))
+    errors += [str(f) for f in routing]
+    binary_checked = shutil.which("otelcol-contrib") is not None
+    if binary_checked:
+        for rel, text in files.items():
+            note(f"otelcol-contrib validate {rel}")
+            checked = run_otelcol_validate(text)
+            if checked is not None and not checked[0]:
+                errors.append(f"{rel}: otelcol-contrib validate failed: {checked[1]}")
+    if errors:
+        raise ConfigValidationError(f"environment {env}{'/' + region if region else ''}: validation failed", errors)
+    for name in SUPERVISED_PROFILES:
+        note(f"supervisor {name}.yaml")
+        files[f"supervisor/{name}.yaml"] = render_supervisor_for(spec, name).text
+    sizing = size_platform(spec)
+    files["sizing.md"] = sizing_markdown(sizing)
+    files["sizing.json"] = json.dumps(sizing.to_dict(), indent=2, sort_keys=True) + "\n"
+    return PlatformRender(spec=spec, files=files, warnings=tuple(warnings), binary_checked=binary_checked)

@@ -1,0 +1,1 @@
+"""Security layout shared by every delivery path: TLS file locations, ports, network flows."""

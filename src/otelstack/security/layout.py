@@ -1,0 +1,81 @@
+"""Where things live on a VM and which ports they listen on.
+
+These constants are the contract between the collector renderer (which writes the paths into
+collector and supervisor configs), the Ansible roles (which put the files there) and the
+firewall/NetworkPolicy flows (which open the ports). Change them here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- ports --------------------------------------------------------------------------------------
+OTLP_GRPC_PORT = 4317
+OTLP_HTTP_PORT = 4318
+HEALTH_CHECK_PORT = 13133
+SELF_METRICS_PORT = 8888
+OPAMP_PORT = 4320
+# Port of the supervisor's local OpAMP server that the collector's opamp extension talks to.
+SUPERVISOR_LOCAL_OPAMP_PORT = 4321
+
+
+@dataclass(frozen=True)
+class VmLayout:
+    """Filesystem layout of one collector installation on a VM."""
+
+    install_root: str = "/opt/otelcol-contrib"  # releases/<version>/, active -> releases/<version>
+    config_dir: str = "/etc/otelcol-contrib"
+    tls_dir: str = "/etc/otelcol-contrib/tls"
+    state_dir: str = "/var/lib/otelcol-contrib"
+    env_file: str = "/etc/otelcol-contrib/otelcol.env"  # secrets as environment variables, mode 0600
+
+    @property
+    def ca_file(self) -> str:
+        return f"{self.tls_dir}/ca.crt"
+
+    @property
+    def server_cert(self) -> str:
+        return f"{self.tls_dir}/server.crt"
+
+    @property
+    def server_key(self) -> str:
+        return f"{self.tls_dir}/server.key"
+
+    @property
+    def client_cert(self) -> str:
+        return f"{self.tls_dir}/client.crt"
+
+    @property
+    def client_key(self) -> str:
+        return f"{self.tls_dir}/client.key"
+
+    @property
+    def queue_dir(self) -> str:
+        """file_storage directory for persistent sending queues."""
+        return f"{self.state_dir}/queue"
+
+    @property
+    def checkpoint_dir(self) -> str:
+        """file_storage directory for filelog checkpoints."""
+        return f"{self.state_dir}/checkpoints"
+
+    @property
+    def supervisor_state_dir(self) -> str:
+        return f"{self.state_dir}/supervisor"
+
+    @property
+    def binary(self) -> str:
+        return f"{self.install_root}/active/otelcol-contrib"
+
+    @property
+    def supervisor_binary(self) -> str:
+        return f"{self.install_root}/active/opampsupervisor"
+
+
+VM = VmLayout()
+
+# Secrets are never written into configs: they are referenced as environment variables that the
+# systemd unit loads from VmLayout.env_file (VMs) or that a Secret provides (Kubernetes).
+INGEST_TOKEN_ENV = "OTELSTACK_INGEST_TOKEN"  # bearer token agents present to gateways
+OPAMP_TOKEN_ENV = "OTELSTACK_OPAMP_TOKEN"  # bearer token collectors present to the OpAMP server
+CLICKHOUSE_PASSWORD_ENV = "OTELSTACK_CLICKHOUSE_PASSWORD"

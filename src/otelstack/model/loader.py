@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from pydantic import ValidationError
 from otelstack.errors import SpecError
 from otelstack.layering import Layer, Merged, hierarchy_layers, merge_layers
 from otelstack.model.spec import PlatformSpec
+
+KEY_IN_MESSAGE = re.compile(r"^([a-z_]+(?:\.[a-z_]+)+) ")
 
 
 def load_spec(
@@ -54,15 +57,20 @@ def explain(exc: ValidationError, merged: Merged) -> list[str]:
     lines = []
     for err in exc.errors(include_url=False):
         loc = [str(p) for p in err["loc"]]
+        kind = err["type"]
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if kind == "value_error" and (named := KEY_IN_MESSAGE.match(message)):
+            # Cross-field checks name the key they are about at the start of their message.
+            lines.append(f"{merged.source_of([*loc, *named.group(1).split('.')])}: {message}")
+            continue
         key = ".".join(loc) or "(top level)"
         source = merged.source_of(loc)
-        kind = err["type"]
         if kind == "extra_forbidden":
             parent = loc[:-1]
             allowed = _allowed_keys(parent)
             message = f"unknown key {loc[-1]!r}" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
         elif kind == "value_error":
-            message = str(err["msg"]).removeprefix("Value error, ")
+            pass
         else:
             message = f"{err['msg']} (got {err.get('input')!r})"
         lines.append(f"{source}: {key}: {message}")

@@ -1,0 +1,60 @@
+# otelstack — the README's two commands are `make plan` and `make test`; both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ENV ?= dev
+REGION ?=
+PLAN_ARGS := --env $(ENV) $(if $(REGION),--region $(REGION),)
+
+.PHONY: help setup plan test check lint unit molecule lab bench clean
+
+help:
+	@echo "make plan  [ENV=dev|staging|prod] [REGION=...]  render + validate every artefact into build/ENV/"
+	@echo "make test                                       install everything the tests need, run them all"
+	@echo "make check                                      lint + unit/integration tests (no molecule)"
+	@echo "make molecule                                   molecule scenarios on local systemd containers"
+	@echo "make bench                                      benchmarks (print figures)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Runtime only: what `otelstack plan` needs.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+# Everything the tests need (Python side); system packages come from tests/lab/setup.sh.
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(VENV)/.runtime $@
+
+setup: $(VENV)/.test
+
+plan: $(VENV)/.runtime
+	$(BIN)/otelstack plan $(PLAN_ARGS)
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+unit: $(VENV)/.test
+	$(BIN)/pytest -q -m "not molecule"
+
+check: lint unit
+
+lab: $(VENV)/.test
+	bash tests/lab/setup.sh
+
+molecule: lab
+	bash tests/lab/run-molecule.sh
+
+test: check molecule
+
+bench: $(VENV)/.runtime
+	$(BIN)/python bench/render_fleet.py
+
+clean:
+	rm -rf build .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -58,10 +58,14 @@ def main() -> None:
 
     per_agent_ms = sorted(t * 1000 for t in per_agent)
     print(f"platform plan ({args.env}/{args.region}): {len(platform.files)} artefacts in {platform_s * 1000:.1f} ms")
-    print(f"fleet: {args.agents} agents rendered + validated in {fleet_s:.2f} s "
-          f"({args.agents / fleet_s:.0f} agents/s), {len(hashes)} distinct configs, {total_bytes / 1e6:.1f} MB")
-    print(f"per agent: mean {statistics.mean(per_agent_ms):.2f} ms, median {statistics.median(per_agent_ms):.2f} ms, "
-          f"p95 {per_agent_ms[int(len(per_agent_ms) * 0.95) - 1]:.2f} ms, max {per_agent_ms[-1]:.2f} ms")
+    print(
+        f"fleet: {args.agents} agents rendered + validated in {fleet_s:.2f} s "
+        f"({args.agents / fleet_s:.0f} agents/s), {len(hashes)} distinct configs, {total_bytes / 1e6:.1f} MB"
+    )
+    print(
+        f"per agent: mean {statistics.mean(per_agent_ms):.2f} ms, median {statistics.median(per_agent_ms):.2f} ms, "
+        f"p95 {per_agent_ms[int(len(per_agent_ms) * 0.95) - 1]:.2f} ms, max {per_agent_ms[-1]:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

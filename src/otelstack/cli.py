@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import shutil
 import sys
 import time
@@ -19,6 +20,8 @@ from otelstack.sizing import size_platform, sizing_markdown
 from otelstack.validate.collector import run_otelcol_validate, validate_collector_config
 
 DEFAULT_CONFIGS = Path("configs")
+# Sub-command groups living beside the core (each module has ``register(subparsers)``).
+PLUGGABLE_COMMANDS = ("otelstack.opamp.cli",)
 
 
 def _progress(enabled: bool) -> object:
@@ -148,12 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     env_args(p)
     p.set_defaults(func=cmd_sizing)
 
-    try:
-        from otelstack.opamp.cli import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    for module_name in PLUGGABLE_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(sub)
     return parser
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,21 @@ def _dotted(path: Sequence[str | int]) -> str:
 
 
 def load_yaml_file(path: Path) -> Mapping[str, Any]:
-    """Read one level file; empty files are empty levels."""
+    """Read one level file; empty files are empty levels.
+
+    Parsed documents are cached by path, size and modification time (the OpAMP server renders one
+    config per agent from the same few files); merging never mutates them.
+    """
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror}") from exc
+    return _parse_cached(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _parse_cached(path_str: str, _size: int, _mtime_ns: int) -> Mapping[str, Any]:
+    path = Path(path_str)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -31,6 +31,7 @@ from otelstack.validate.collector import (
     run_otelcol_validate,
     trace_routing_findings,
     validate_collector_config,
+    validate_supervisor_config,
 )
 from otelstack.yamlout import dump
 
@@ -164,7 +165,11 @@ def render_supervisor_for(spec: PlatformSpec, name: str) -> RenderedConfig:
     prof = profile(name)
     if not prof.supervised:
         raise ConfigValidationError(f"profile {name!r} is not supervised; supervised: {', '.join(SUPERVISED_PROFILES)}")
-    text = dump(render_supervisor(spec, VM, name), _header(spec, f"opampsupervisor config, profile {name}"))
+    config = render_supervisor(spec, VM, name)
+    errors = [str(f) for f in validate_supervisor_config(config, source=f"supervisor/{name}.yaml")]
+    if errors:
+        raise ConfigValidationError(f"rendered supervisor config for {name} is invalid; nothing was written", errors)
+    text = dump(config, _header(spec, f"opampsupervisor config, profile {name}"))
     return RenderedConfig.of(text, name)
 
 

@@ -14,7 +14,9 @@ from otelstack.render import PROFILES, VARIANTS
 CONFIGS = Path(__file__).parents[2] / "configs"
 
 
-def test_plan_writes_every_profile_variant_supervisor_and_sizing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_writes_every_profile_variant_supervisor_and_sizing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "build" / "prod"
     assert main(["plan", "--env", "prod", "--configs", str(CONFIGS), "--out", str(out)]) == 0
     collector = sorted(p.name for p in (out / "collector").iterdir())
@@ -52,8 +54,10 @@ def test_unknown_environment_is_a_one_line_error(capsys: pytest.CaptureFixture[s
 
 
 def test_render_prints_one_config(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["render", "--env", "prod", "--configs", str(CONFIGS), "--profile", "gateway", "--variant",
-                 "emergency"]) == 0
+    assert (
+        main(["render", "--env", "prod", "--configs", str(CONFIGS), "--profile", "gateway", "--variant", "emergency"])
+        == 0
+    )
     config = yaml.safe_load(capsys.readouterr().out)
     assert "filter/emergency" in config["processors"]
 

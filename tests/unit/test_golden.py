@@ -18,9 +18,7 @@ ROOT = Path(__file__).parents[2]
 CONFIGS = ROOT / "configs"
 GOLDEN = ROOT / "tests" / "golden"
 TARGETS = [
-    (env, region)
-    for env in available_environments(CONFIGS)
-    for region in [None, *available_regions(CONFIGS, env)]
+    (env, region) for env in available_environments(CONFIGS) for region in [None, *available_regions(CONFIGS, env)]
 ]
 
 

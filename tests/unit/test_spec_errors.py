@@ -57,8 +57,14 @@ def error_of(configs: Path, env: str = "prod", region: str | None = None, **kw: 
             r"composite weights add up to 130 %, at most 100 % is allowed",
         ),
         ("tiers: {gateway: {min_replicas: 5, max_replicas: 3}}\n", r"min_replicas \(5\) is above max_replicas \(3\)"),
-        ("tiers: {gateway: {min_replicas: 1}}\n", r"tiers.gateway.min_replicas: Input should be greater than or equal to 2"),
-        ("tiers: {agent: {resolver: {kind: static}}}\n", r"resolver kind 'static' needs at least one entry in hostnames"),
+        (
+            "tiers: {gateway: {min_replicas: 1}}\n",
+            r"tiers.gateway.min_replicas: Input should be greater than or equal to 2",
+        ),
+        (
+            "tiers: {agent: {resolver: {kind: static}}}\n",
+            r"resolver kind 'static' needs at least one entry in hostnames",
+        ),
         ("retention: {logs: {hot_days: 30, warm_days: 7}}\n", r"retention tiers must not shrink"),
         (
             "redaction: {patterns: [{attribute: a, pattern: '([', replacement: x}]}\n",
@@ -84,7 +90,9 @@ def test_the_region_file_is_named_when_it_sets_the_bad_value(tmp_path: Path) -> 
 
 def test_agent_and_namespace_levels_are_named(tmp_path: Path) -> None:
     configs = hierarchy(tmp_path, "size: large\n")
-    assert "<agent level>: sampling.tail.num_traces" in error_of(configs, agent={"sampling": {"tail": {"num_traces": 5}}})
+    assert "<agent level>: sampling.tail.num_traces" in error_of(
+        configs, agent={"sampling": {"tail": {"num_traces": 5}}}
+    )
     assert "<namespace level>: nope: unknown key" in error_of(configs, namespace={"nope": 1})
 
 

@@ -22,6 +22,7 @@ CONFIGS = Path(__file__).parents[2] / "configs"
 LB = canonical("exporter", "loadbalancing")
 OTLP_RX = canonical("receiver", "otlp")
 OTLP_X = canonical("exporter", "otlp")
+SPANMETRICS = canonical("connector", "spanmetrics")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,9 @@ def test_defined_but_unused_component(gateway: dict[str, Any]) -> None:
 def test_connector_must_be_used_on_both_sides(gateway: dict[str, Any]) -> None:
     bad = copy.deepcopy(gateway)
     bad["service"]["pipelines"]["metrics"]["receivers"] = [OTLP_RX]
-    one_error(bad, "connectors.spanmetrics: a connector must be an exporter of one pipeline and a receiver of another")
+    one_error(
+        bad, f"connectors.{SPANMETRICS}: a connector must be an exporter of one pipeline and a receiver of another"
+    )
 
 
 def test_extension_defined_but_not_enabled_and_enabled_but_not_defined(gateway: dict[str, Any]) -> None:

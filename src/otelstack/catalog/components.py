@@ -51,10 +51,11 @@ class Catalog:
     def resolve(self, keys: Any) -> Any:
         """Expand ``$ref`` entries in a key tree (one level at a time, on demand)."""
         if isinstance(keys, dict) and "$ref" in keys:
-            base = dict(self.shared[keys["$ref"]])
+            target = self.shared[keys["$ref"]]
             extra = {k: v for k, v in keys.items() if k != "$ref"}
-            base.update(extra)
-            return base
+            if not isinstance(target, dict):
+                return target  # a list or leaf structure; extra keys only make sense on maps
+            return {**target, **extra}
         return keys
 
 

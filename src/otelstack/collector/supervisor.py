@@ -3,12 +3,13 @@
 systemd runs the supervisor; the supervisor runs ``otelcol-contrib`` with the merge of its config files:
 our rendered collector config (``base``), then the supervisor's own telemetry and opamp-extension
 fragments, then the remote config from the OpAMP server. Before the first contact with the server the
-fallback config (the same rendered file) runs, so a new host collects from its first second.
+fallback config (the same rendered file) runs, so a new host collects from its first second. Keys are
+those of opampsupervisor in the pinned release (``supervisor:`` in catalog/components.yaml).
 """
 
 from __future__ import annotations
 
-from otelstack.collector.blocks import Config
+from otelstack.collector.blocks import Config, env_ref
 from otelstack.model.spec import PlatformSpec, TlsMode
 from otelstack.security.layout import VmLayout
 
@@ -23,10 +24,10 @@ def render_supervisor(spec: PlatformSpec, layout: VmLayout, profile: str) -> Con
     tls: Config = {"insecure": True} if mode is TlsMode.INSECURE else {"ca_file": layout.ca_file}
     if mode is TlsMode.MTLS:
         tls.update(cert_file=layout.client_cert, key_file=layout.client_key)
-    token_var = spec.security.opamp.token.partition(":")[2]
     server: Config = {
         "endpoint": spec.security.opamp.endpoint,
-        "headers": {"Authorization": "Bearer ${" + token_var + "}"},
+        # The supervisor expands ${env:NAME} like the collector (contrib PR #36270).
+        "headers": {"Authorization": "Bearer " + env_ref(spec.security.opamp.token)},
         "tls": tls,
     }
     return {
@@ -45,7 +46,11 @@ def render_supervisor(spec: PlatformSpec, layout: VmLayout, profile: str) -> Con
         "agent": {
             "executable": layout.binary,
             "config_files": [base, "$OWN_TELEMETRY_CONFIG", "$OPAMP_EXTENSION_CONFIG", "$REMOTE_CONFIG"],
-            "fallback_configs": [base],
+            "startup_fallback_configs": [base],
+            # Off by default upstream: restore the last working remote config when a new one fails.
+            "automatic_config_rollback": True,
+            # Attach the collector's last log lines to crash/failure reports (no SSH to find out why).
+            "collector_crash_log_snippet_kib": 64,
             "description": {
                 "non_identifying_attributes": {
                     "deployment.environment.name": spec.environment,

@@ -137,6 +137,21 @@ def validate_collector_config(
     return findings
 
 
+def validate_supervisor_config(config: Mapping[str, Any], *, source: str) -> list[Finding]:
+    """Keys of an opampsupervisor config against the pinned release's supervisor schema."""
+    findings: list[Finding] = []
+
+    def add(where: str, message: str, severity: str = "error") -> None:
+        findings.append(Finding(f"{source}: {where}", message, severity))
+
+    cat = catalog()
+    _check_keys(add, cat, "supervisor", config, cat.supervisor)
+    agent = config.get("agent") if isinstance(config, Mapping) else None
+    if not isinstance(agent, Mapping) or not agent.get("executable"):
+        add("supervisor.agent.executable", "is required")
+    return findings
+
+
 def _check_component(add: Any, cat: Catalog, kind: str, comp_id: str, settings: Any) -> None:
     where = f"{kind}.{comp_id}"
     type_ = _type_of(comp_id)

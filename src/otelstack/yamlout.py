@@ -15,7 +15,7 @@ _Base: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def _make(base: Any) -> Any:
-    class Dumper(base):  # type: ignore[misc,valid-type]
+    class Dumper(base):  # type: ignore[misc]
         """Never emits anchors/aliases: configs are read by people and by tools that may not follow them."""
 
         def ignore_aliases(self, data: Any) -> bool:

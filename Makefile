@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 ENV ?= dev
 REGION ?=
 PLAN_ARGS := --env $(ENV) $(if $(REGION),--region $(REGION),)

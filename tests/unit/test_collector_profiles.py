@@ -1,0 +1,258 @@
+"""What each profile must do, asserted on the rendered data (the golden files catch any change; these say why)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otelstack.catalog.components import canonical
+from otelstack.model import PlatformSpec
+from otelstack.model.loader import load_spec
+from otelstack.render import PROFILES, build_collector, render_collector, render_supervisor_for
+from otelstack.sizing import size_platform
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+LB = canonical("exporter", "loadbalancing")
+OTLP_X = canonical("exporter", "otlp")
+TS = "tail_sampling"
+
+
+def spec(**over: Any) -> PlatformSpec:
+    return PlatformSpec.model_validate({"environment": "prod", **over})
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+@pytest.mark.parametrize("variant", ["normal", "emergency", "safe-minimal"])
+def test_memory_limiter_is_first_everywhere(name: str, variant: str) -> None:
+    config = build_collector(spec(), name, variant)  # type: ignore[arg-type]
+    for pipeline in config["service"]["pipelines"].values():
+        assert pipeline["processors"][0] == "memory_limiter"
+
+
+@pytest.mark.parametrize(
+    ("resolver", "expected", "balanced"),
+    [
+        (
+            {"kind": "static", "hostnames": ["gw-a", "gw-b:4317"]},
+            {"static": {"hostnames": ["gw-a:4317", "gw-b:4317"]}},
+            "gw-a:4317",
+        ),
+        (
+            {"kind": "dns", "dns_name": "gw.internal"},
+            {"dns": {"hostname": "gw.internal", "port": "4317"}},
+            "dns:///gw.internal:4317",
+        ),
+        (
+            {"kind": "k8s", "k8s_service": "otel-gw.obs"},
+            {"k8s": {"service": "otel-gw.obs", "ports": [4317]}},
+            "dns:///otel-gw.obs.svc.cluster.local:4317",
+        ),
+    ],
+)
+def test_agents_balance_traces_by_trace_id_with_each_resolver(
+    resolver: dict[str, Any], expected: dict[str, Any], balanced: str
+) -> None:
+    config = build_collector(spec(tiers={"agent": {"resolver": resolver}}), "agent-vm")
+    lb = config["exporters"][LB]
+    assert lb["routing_key"] == "traceID"
+    assert lb["resolver"] == expected
+    assert config["service"]["pipelines"]["traces"]["exporters"] == [LB]
+    otlp = config["exporters"][f"{OTLP_X}/gateway"]
+    assert otlp["endpoint"] == balanced and otlp["balancer_name"] == "round_robin"
+    for signal in ("metrics", "logs"):
+        assert config["service"]["pipelines"][signal]["exporters"] == [f"{OTLP_X}/gateway"]
+
+
+def test_agent_hop_has_mtls_auth_and_a_disk_queue() -> None:
+    otlp = build_collector(spec(), "agent-vm")["exporters"][LB]["protocol"]["otlp"]
+    assert {"ca_file", "cert_file", "key_file"} <= set(otlp["tls"])
+    assert otlp["auth"] == {"authenticator": "bearertokenauth/gateway"}
+    assert otlp["sending_queue"]["storage"] == "file_storage/queue"
+    assert otlp["retry_on_failure"]["enabled"] is True
+
+
+def test_vm_agent_plaintext_listens_on_loopback_only_and_tls_opens_it() -> None:
+    plain = build_collector(spec(), "agent-vm")["receivers"]["otlp"]["protocols"]
+    assert plain["grpc"]["endpoint"] == "127.0.0.1:4317" and "tls" not in plain["grpc"]
+    tls = build_collector(spec(security={"tls": {"apps_to_agent": "tls"}}), "agent-vm")["receivers"]["otlp"]
+    assert tls["protocols"]["grpc"]["endpoint"] == "0.0.0.0:4317"
+    assert tls["protocols"]["grpc"]["tls"]["cert_file"].endswith("server.crt")
+
+
+def test_vm_and_kubernetes_agents_collect_their_own_sources() -> None:
+    vm = build_collector(spec(), "agent-vm")
+    assert {canonical("receiver", "hostmetrics"), f"{canonical('receiver', 'filelog')}/host"} <= set(vm["receivers"])
+    assert canonical("processor", "resourcedetection") in vm["processors"]
+    assert vm["receivers"][f"{canonical('receiver', 'filelog')}/host"]["storage"] == "file_storage/checkpoints"
+    k8s = build_collector(spec(), "agent-k8s")
+    assert canonical("receiver", "kubeletstats") in k8s["receivers"]
+    assert canonical("processor", "k8sattributes") in k8s["processors"]
+    pods = k8s["receivers"][f"{canonical('receiver', 'filelog')}/pods"]
+    assert pods["include"] == ["/var/log/pods/*/*/*.log"] and pods["exclude"], "own logs excluded"
+
+
+def test_agent_memory_limiter_is_sized_from_the_agent_limit() -> None:
+    limiter = build_collector(spec(tiers={"agent": {"memory_limit_mib": 1000}}), "agent-vm")["processors"]
+    assert limiter["memory_limiter"]["limit_mib"] == 800
+    assert limiter["memory_limiter"]["spike_limit_mib"] == 200
+
+
+def test_supervised_profiles_leave_the_opamp_extension_to_the_supervisor() -> None:
+    assert "opamp" not in build_collector(spec(), "agent-vm")["extensions"]
+    static = build_collector(spec(), "agent-vm-static")
+    assert "opamp" in static["service"]["extensions"]
+    server = static["extensions"]["opamp"]["server"]["ws"]
+    assert server["endpoint"].startswith("wss://") and "ca_file" in server["tls"]
+    assert server["headers"]["Authorization"] == "Bearer ${env:OTELSTACK_OPAMP_TOKEN}"
+
+
+def test_gateway_ingress_requires_client_certificates_and_a_token_on_both_protocols() -> None:
+    protocols = build_collector(spec(), "gateway")["receivers"]["otlp"]["protocols"]
+    for proto in ("grpc", "http"):
+        assert protocols[proto]["tls"]["client_ca_file"].endswith("ca.crt")
+        assert protocols[proto]["auth"] == {"authenticator": "bearertokenauth/ingest"}
+
+
+def test_gateway_pipelines_spanmetrics_before_sampling_and_exporters_per_signal() -> None:
+    config = build_collector(spec(), "gateway")
+    pipelines = config["service"]["pipelines"]
+    spanmetrics = canonical("connector", "spanmetrics")
+    assert pipelines["traces/spanmetrics"]["exporters"] == [spanmetrics]
+    assert TS not in pipelines["traces/spanmetrics"]["processors"], "RED metrics see every span"
+    assert spanmetrics in pipelines["metrics"]["receivers"]
+    assert pipelines["traces"]["processors"].index(TS) < pipelines["traces"]["processors"].index("batch")
+    assert pipelines["traces"]["exporters"] == [f"{OTLP_X}/tempo", "clickhouse"]
+    assert pipelines["logs"]["exporters"] == [f"{canonical('exporter', 'otlphttp')}/loki", "clickhouse"]
+    assert pipelines["metrics"]["exporters"] == [canonical("exporter", "prometheusremotewrite"), "clickhouse"]
+    assert config["exporters"]["clickhouse"]["create_schema"] is False
+    assert config["exporters"]["clickhouse"]["password"] == "${env:OTELSTACK_CLICKHOUSE_PASSWORD}"
+    for exporter in (f"{OTLP_X}/tempo", "clickhouse"):
+        assert config["exporters"][exporter]["sending_queue"]["storage"] == "file_storage/queue"
+
+
+def test_disabled_backends_drop_their_exporters() -> None:
+    config = build_collector(spec(backends={"clickhouse": {"enabled": False}, "loki": {"enabled": False}}), "gateway")
+    assert "clickhouse" not in config["exporters"]
+    assert "logs" not in config["service"]["pipelines"]
+
+
+def test_gateway_memory_comes_from_sizing() -> None:
+    s = spec(load={"spans_per_second": 50_000})
+    limiter = build_collector(s, "gateway")["processors"]["memory_limiter"]
+    assert limiter["limit_mib"] == size_platform(s).gateway.memory_limiter_limit_mib
+
+
+def test_redaction_covers_spans_span_events_and_logs_and_escapes_dollars() -> None:
+    redact = build_collector(spec(), "gateway")["processors"]["transform/redact"]
+    contexts = [s["context"] for s in redact["trace_statements"]] + [s["context"] for s in redact["log_statements"]]
+    assert contexts == ["span", "spanevent", "log"]
+    statements = redact["trace_statements"][0]["statements"]
+    assert 'delete_key(attributes, "http.request.header.authorization")' in statements
+    assert (
+        'set(attributes["user.email"], SHA256(attributes["user.email"])) where attributes["user.email"] != nil'
+        in statements
+    )
+    assert any('"$${1}***"' in st for st in statements), "collector expansion must not eat ${1}"
+
+
+def test_cardinality_controls_on_metric_datapoints() -> None:
+    card = build_collector(spec(), "gateway")["processors"]["transform/cardinality"]["metric_statements"][0]
+    assert card["context"] == "datapoint"
+    assert 'replace_pattern(attributes["http.route"], "/users/[0-9]+", "/users/{id}")' in card["statements"]
+    assert 'delete_key(attributes, "trace_id")' in card["statements"]
+
+
+def test_tail_sampling_or_policies_by_default() -> None:
+    s = spec(sampling={"tail": {"critical_services": ["pay"], "baseline_spans_per_second": 50}})
+    policies = build_collector(s, "gateway")["processors"][TS]["policies"]
+    assert [p["name"] for p in policies] == [
+        "errors",
+        "latency",
+        "probabilistic",
+        "critical-services",
+        "debug",
+        "baseline",
+    ]
+    assert policies[-1] == {"name": "baseline", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 50}}
+
+
+def test_weights_render_a_real_composite_policy() -> None:
+    s = spec(
+        sampling={
+            "tail": {"composite": {"max_total_spans_per_second": 900, "errors": 60, "latency": 30, "probabilistic": 10}}
+        }
+    )
+    policies = build_collector(s, "gateway")["processors"][TS]["policies"]
+    composite = policies[0]["composite"]
+    assert policies[0]["type"] == "composite"
+    assert composite["max_total_spans_per_second"] == 900
+    assert [p["name"] for p in composite["composite_sub_policy"]] == composite["policy_order"]
+    assert composite["rate_allocation"] == [
+        {"policy": "errors", "percent": 60},
+        {"policy": "latency", "percent": 30},
+        {"policy": "probabilistic", "percent": 10},
+    ]
+    assert {p["name"] for p in policies[1:]} == {"debug"}, "weighted policies live only inside the composite"
+
+
+def test_emergency_overlay_samples_one_percent_and_filters_early() -> None:
+    config = build_collector(spec(), "gateway", "emergency")
+    assert config["processors"][TS]["policies"] == [
+        {"name": "probabilistic", "type": "probabilistic", "probabilistic": {"sampling_percentage": 1.0}}
+    ]
+    emergency = config["processors"]["filter/emergency"]
+    assert 'IsMatch(resource.attributes["service.name"], "non-critical-.*")' in emergency["traces"]["span"]
+    assert any("SEVERITY_NUMBER_WARN" in c for c in emergency["logs"]["log_record"])
+    for name, pipeline in config["service"]["pipelines"].items():
+        if name.startswith(("traces", "logs")):
+            assert pipeline["processors"][:2] == ["memory_limiter", "filter/emergency"]
+        else:
+            assert "filter/emergency" not in pipeline["processors"]
+    agent = build_collector(spec(), "agent-vm", "emergency")
+    assert agent["service"]["pipelines"]["logs"]["processors"][1] == "filter/emergency"
+
+
+def test_safe_minimal_keeps_transport_security_and_drops_everything_else() -> None:
+    full = build_collector(spec(), "gateway")
+    minimal = build_collector(spec(), "gateway", "safe-minimal")
+    assert set(minimal["processors"]) == {"memory_limiter", "batch"}
+    assert list(minimal["receivers"]) == ["otlp"]
+    assert minimal["receivers"]["otlp"] == full["receivers"]["otlp"], "same TLS and auth on ingress"
+    for name, exporter in minimal["exporters"].items():
+        assert exporter == full["exporters"][name]
+    assert "connectors" not in minimal
+    assert all(p["processors"] == ["memory_limiter", "batch"] for p in minimal["service"]["pipelines"].values())
+
+
+def test_collector_overrides_merge_and_are_validated() -> None:
+    s = spec(collector_overrides={"gateway": {"processors": {"batch": {"timeout": "5s"}}}})
+    assert build_collector(s, "gateway")["processors"]["batch"]["timeout"] == "5s"
+    bad = spec(collector_overrides={"gateway": {"processors": {"batch": {"timeout_s": 5}}}})
+    with pytest.raises(Exception, match=r"processors.batch.timeout_s: unknown key"):
+        render_collector(bad, "gateway")
+
+
+def test_agent_level_changes_only_that_agent() -> None:
+    from otelstack.render import render_agent_config
+
+    base = render_agent_config(CONFIGS, "prod", profile="agent-vm")
+    debug = render_agent_config(
+        CONFIGS, "prod", profile="agent-vm", agent={"tiers": {"agent": {"log_include+": ["/srv/app/*.log"]}}}
+    )
+    assert base.sha256 != debug.sha256 and "/srv/app/*.log" in debug.text
+    assert render_agent_config(CONFIGS, "prod", profile="agent-vm").sha256 == base.sha256
+
+
+def test_supervisor_config_points_at_the_rendered_file_and_enables_rollback() -> None:
+    import yaml
+
+    text = render_supervisor_for(load_spec(CONFIGS, "prod"), "gateway").text
+    sup = yaml.safe_load(text)
+    assert sup["agent"]["config_files"][0] == "/etc/otelcol-contrib/gateway.yaml"
+    assert sup["agent"]["startup_fallback_configs"] == ["/etc/otelcol-contrib/gateway.yaml"]
+    assert sup["agent"]["automatic_config_rollback"] is True
+    assert sup["capabilities"]["accepts_remote_config"] is True
+    with pytest.raises(Exception, match="not supervised"):
+        render_supervisor_for(load_spec(CONFIGS, "prod"), "gateway-static")

@@ -18,7 +18,7 @@ class Release:
     name: str
     version: str
     archive: str  # file name pattern with {version} and {arch}
-    checksums: str  # checksums file name pattern with {version}
+    checksums: str  # checksum file name pattern with {artifact} (one file per artefact, bare hex digest)
     binary: str
     url_base: str  # with {version}
 
@@ -27,8 +27,8 @@ class Release:
             raise ValueError(f"architecture {arch!r} is not published; allowed: {', '.join(ARCHES)}")
         return self.archive.format(version=self.version, arch=arch)
 
-    def checksums_name(self) -> str:
-        return self.checksums.format(version=self.version)
+    def checksums_name(self, arch: str) -> str:
+        return self.checksums.format(artifact=self.archive_name(arch))
 
     def url(self, file_name: str) -> str:
         return self.url_base.format(version=self.version) + file_name

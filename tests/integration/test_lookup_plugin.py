@@ -1,0 +1,112 @@
+"""The Ansible lookup renders exactly what `otelstack plan` writes, byte for byte, and fails clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from otelstack.cli import main as otelstack_main
+
+ROOT = Path(__file__).parents[2]
+CONFIGS = ROOT / "configs"
+
+
+def ansible_eval(
+    expression: str, tmp_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Evaluate a Jinja expression on localhost with this repository as the collection otelstack.platform."""
+    collections = tmp_path / "collections" / "ansible_collections" / "otelstack"
+    collections.mkdir(parents=True, exist_ok=True)
+    link = collections / "platform"
+    if not link.exists():
+        link.symlink_to(ROOT)
+    out = tmp_path / "out.json"
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        f'    - ansible.builtin.copy:\n        content: "{{{{ {expression} | to_json }}}}"\n        dest: {out}\n'
+    )
+    env = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "collections"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        **(extra_env or {}),
+    }
+    result = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(playbook),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode == 0:
+        result.stdout = out.read_text()
+    return result
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("plan") / "prod-us-east-1"
+    assert (
+        otelstack_main(
+            ["plan", "--env", "prod", "--region", "us-east-1", "--configs", str(CONFIGS), "--out", str(out), "--quiet"]
+        )
+        == 0
+    )
+    return out
+
+
+@pytest.mark.parametrize(
+    ("kind", "profile", "variant", "file"),
+    [
+        ("collector", "agent-vm", "normal", "collector/agent-vm.yaml"),
+        ("collector", "gateway", "emergency", "collector/emergency-gateway.yaml"),
+        ("supervisor", "gateway", "normal", "supervisor/gateway.yaml"),
+    ],
+)
+def test_lookup_output_equals_plan_output(
+    plan: Path, tmp_path: Path, kind: str, profile: str, variant: str, file: str
+) -> None:
+    expr = (
+        f"lookup('otelstack.platform.otelstack', '{kind}', configs_dir='{CONFIGS}', env='prod', "
+        f"region='us-east-1', profile='{profile}', variant='{variant}')"
+    )
+    result = ansible_eval(expr, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == (plan / file).read_text(encoding="utf-8")
+
+
+def test_release_facts(tmp_path: Path) -> None:
+    result = ansible_eval("lookup('otelstack.platform.otelstack', 'release', component='opampsupervisor')", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    release = json.loads(result.stdout)
+    assert release["artefact"] == f"opampsupervisor_{release['version']}_linux_amd64"
+    assert release["checksum_file"] == release["artefact"] + ".sha256"
+    assert "cmd%2Fopampsupervisor%2Fv" in release["url"]
+
+
+def test_bad_agent_level_fails_the_task_with_the_key(tmp_path: Path) -> None:
+    expr = (
+        f"lookup('otelstack.platform.otelstack', 'collector', configs_dir='{CONFIGS}', env='prod', "
+        "agent={'sampling': {'tail': {'probabilistic_percentage': 120}}})"
+    )
+    result = ansible_eval(expr, tmp_path)
+    assert result.returncode != 0
+    assert "<agent level>: sampling.tail.probabilistic_percentage" in result.stdout + result.stderr

@@ -1,0 +1,149 @@
+"""The stand-ins behave as the roles expect, so molecule scenarios that use them test something real."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from otelstack.catalog.versions import otelcol_contrib
+from tests.integration.pki_helpers import LabPki, make_pki
+from tests.standins.build import build
+
+GOLDEN = Path(__file__).parents[1] / "golden"
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("artefacts")
+    archive, _supervisor = build(out, otelcol_contrib().version)
+    subprocess.run(["tar", "-C", str(out), "-xzf", str(archive)], check=True)
+    return out / "otelcol-contrib"
+
+
+def run(standin: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(standin), *args], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_version_says_it_is_a_stand_in(standin: Path) -> None:
+    out = run(standin, "--version").stdout
+    assert out.startswith(f"otelcol-contrib version {otelcol_contrib().version} ")
+    assert "STAND-IN" in out
+
+
+@pytest.mark.parametrize(
+    "path", sorted(GOLDEN.glob("*/collector/*.yaml"))[:30], ids=lambda p: p.parent.parent.name + "/" + p.name
+)
+def test_validate_accepts_every_rendered_config(standin: Path, path: Path) -> None:
+    result = run(standin, "validate", f"--config={path}")
+    assert result.returncode == 0, result.stderr
+
+
+def test_validate_rejects_broken_configs_with_a_reason(standin: Path, tmp_path: Path) -> None:
+    good = yaml.safe_load((GOLDEN / "prod" / "collector" / "gateway.yaml").read_text())
+    good["service"]["pipelines"]["logs"]["processors"].append("ghost")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(good))
+    result = run(standin, "validate", f"--config={broken}")
+    assert result.returncode == 1
+    assert "references processor 'ghost' which is not configured" in result.stderr
+    marked = tmp_path / "marked.yaml"
+    marked.write_text((GOLDEN / "prod" / "collector" / "gateway.yaml").read_text() + "otelstack_standin_reject: true\n")
+    assert run(standin, "validate", f"--config={marked}").returncode == 1
+    assert run(standin, "validate").returncode == 1
+
+
+@contextlib.contextmanager
+def serving(standin: Path, config: dict[str, object], tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, str(standin), f"--config={path}"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for _ in range(50):
+            line = proc.stdout.readline()
+            if "Everything is ready" in line:
+                break
+        else:
+            pytest.fail("stand-in did not become ready")
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def mtls_config(pki: LabPki, otlp: int, health: int, metrics: int) -> dict[str, object]:
+    tls = {
+        "cert_file": str(pki.server_cert),
+        "key_file": str(pki.server_key),
+        "client_ca_file": str(pki.ca),
+        "min_version": "1.3",
+    }
+    return {
+        "extensions": {"health_check": {"endpoint": f"127.0.0.1:{health}"}},
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{otlp}", "tls": tls}}}},
+        "exporters": {"nop": {}},
+        "service": {
+            "extensions": ["health_check"],
+            "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["nop"]}},
+            "telemetry": {
+                "metrics": {"readers": [{"pull": {"exporter": {"prometheus": {"host": "127.0.0.1", "port": metrics}}}}]}
+            },
+        },
+    }
+
+
+def handshake(port: int, pki: LabPki, with_client_cert: bool) -> bool:
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    if with_client_cert:
+        ctx.load_cert_chain(str(pki.client_cert), str(pki.client_key))
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.sendall(b"x")  # TLS 1.3: a missing client certificate surfaces on the first exchange
+            tls.recv(1)
+        return True
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return False
+
+
+def test_serves_health_metrics_and_mtls_receivers(standin: Path, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    otlp, health, metrics = free_port(), free_port(), free_port()
+    with serving(standin, mtls_config(pki, otlp, health, metrics), tmp_path):
+        assert b"Server available" in urllib.request.urlopen(f"http://127.0.0.1:{health}/", timeout=5).read()
+        assert b'stand_in="true"' in urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read()
+        assert handshake(otlp, pki, with_client_cert=True)
+        assert not handshake(otlp, pki, with_client_cert=False)
+
+
+def test_sighup_with_a_broken_config_keeps_serving(standin: Path, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    otlp, health, metrics = free_port(), free_port(), free_port()
+    with serving(standin, mtls_config(pki, otlp, health, metrics), tmp_path) as proc:
+        (tmp_path / "config.yaml").write_text("service: {}\n")
+        os.kill(proc.pid, signal.SIGHUP)
+        time.sleep(0.6)
+        assert proc.poll() is None
+        assert b"Server available" in urllib.request.urlopen(f"http://127.0.0.1:{health}/", timeout=5).read()

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prepare this machine to run molecule scenarios: podman with systemd containers acting as VMs.
+# Idempotent: installs missing Debian packages, writes the containers.conf that works on these hosts
+# (runc + cgroupfs, lowered ulimits), and builds the base image localhost/otelstack-debian:12 once.
+set -euo pipefail
+
+IMAGE="${OTELSTACK_LAB_IMAGE:-localhost/otelstack-debian:12}"
+need=()
+for pkg in podman runc debootstrap nftables; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "lab: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+conf=/etc/containers/containers.conf
+if ! grep -q 'otelstack lab' "$conf" 2>/dev/null; then
+  mkdir -p /etc/containers
+  cat >"$conf" <<'CONF'
+# otelstack lab: crun cannot run here (cgroups in hybrid mode), and default rlimits are too high.
+[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+CONF
+fi
+
+if podman image exists "$IMAGE"; then
+  echo "lab: image $IMAGE present"
+  exit 0
+fi
+mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+mirror=${mirror:-$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)}
+rootfs=$(mktemp -d /var/tmp/otelstack-rootfs.XXXXXX)
+trap 'rm -rf "$rootfs"' EXIT
+echo "lab: debootstrap bookworm from $mirror (about a minute)"
+debootstrap --variant=minbase \
+  --include=systemd,systemd-sysv,python3,python3-yaml,iproute2,ca-certificates,procps,openssl,sudo \
+  bookworm "$rootfs" "$mirror" >/dev/null
+tar -C "$rootfs" -c . | podman import - "$IMAGE" >/dev/null
+echo "lab: built $IMAGE"

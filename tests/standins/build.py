@@ -1,0 +1,75 @@
+"""Build the stand-in release artefacts in the upstream layout, for the lab and CI only.
+
+    python -m tests.standins.build --out DIR [--version V ...]
+
+writes, per version and this machine's architecture, exactly the file names of the pinned release:
+``otelcol-contrib_<v>_linux_<arch>.tar.gz`` (holding ``otelcol-contrib``), the plain binary
+``opampsupervisor_<v>_linux_<arch>``, and one ``<artefact>.sha256`` per artefact (bare hex digest, as
+goreleaser's split checksums). The programs inside are stand-ins and say so (see their docstrings).
+Default versions: the pinned release and one before it, so upgrade and rollback can be exercised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import platform
+import tarfile
+from pathlib import Path
+
+from otelstack.catalog.versions import opampsupervisor, otelcol_contrib
+
+HERE = Path(__file__).parent
+ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "amd64": "amd64"}[platform.machine().lower()]
+
+
+def previous(version: str) -> str:
+    major, minor, patch = (int(p) for p in version.split("."))
+    return f"{major}.{minor - 1}.{patch}"
+
+
+def program(name: str, version: str) -> bytes:
+    return (HERE / name).read_text(encoding="utf-8").replace("@VERSION@", version).encode()
+
+
+def write_checksum(path: Path) -> None:
+    Path(f"{path}.sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest(), encoding="utf-8")
+
+
+def build(out: Path, version: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    collector = otelcol_contrib()
+    archive = out / collector.archive.format(version=version, arch=ARCH)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data, mode in (
+            (collector.binary, program("otelcol_contrib.py", version), 0o755),
+            ("README.md", b"otelstack STAND-IN archive for tests; not the OpenTelemetry release.\n", 0o644),
+            ("LICENSE", b"Apache-2.0 (stand-in)\n", 0o644),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, 0
+            tar.addfile(info, io.BytesIO(data))
+    archive.write_bytes(buffer.getvalue())
+    supervisor = out / opampsupervisor().archive.format(version=version, arch=ARCH)
+    supervisor.write_bytes(program("opampsupervisor.py", version))
+    supervisor.chmod(0o755)
+    for artefact in (archive, supervisor):
+        write_checksum(artefact)
+    return [archive, supervisor]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--version", action="append", help="default: the pinned release and the one before")
+    args = parser.parse_args()
+    pinned = otelcol_contrib().version
+    for version in args.version or [pinned, previous(pinned)]:
+        for path in build(args.out, version):
+            print(f"stand-in artefact: {path}")
+
+
+if __name__ == "__main__":
+    main()

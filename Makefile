@@ -36,10 +36,21 @@ setup: $(VENV)/.test
 plan: $(VENV)/.runtime
 	$(BIN)/otelstack plan $(PLAN_ARGS)
 
-lint: $(VENV)/.test
+# The repository is the collection otelstack.platform; Ansible finds it through this link.
+COLLECTIONS := $(CURDIR)/.cache/collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/otelstack/platform
+ANSIBLE_DIRS := $(wildcard roles molecule playbooks inventories)
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn $(CURDIR) $@
+
+lint: $(VENV)/.test $(COLLECTION_LINK)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/yamllint -s $(ANSIBLE_DIRS) .config galaxy.yml meta .ansible-lint .yamllint
+	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/ansible-lint -q $(ANSIBLE_DIRS)
 
 unit: $(VENV)/.test
 	$(BIN)/pytest -q -m "not molecule"

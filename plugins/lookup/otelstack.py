@@ -11,10 +11,11 @@ description:
   - Calls the otelstack Python package, so a host's files are byte-identical to C(otelstack plan) output
     for the same configs/ hierarchy, environment, region and agent-level overrides.
   - C(collector) returns a collector config; C(supervisor) an opampsupervisor config; C(release) a dict
-    with the pinned release's version, artefact names and download URLs.
+    with the pinned release's version, artefact names and download URLs; C(layout) the VM file layout,
+    ports and secret variable names that every otelstack role uses.
 options:
   _terms:
-    description: What to render, one of C(collector), C(supervisor), C(release).
+    description: What to render, one of C(collector), C(supervisor), C(release), C(layout).
     required: true
   configs_dir:
     description: The configs/ hierarchy.
@@ -86,6 +87,7 @@ class LookupModule(LookupBase):
             from otelstack.catalog import versions
             from otelstack.errors import OtelstackError
             from otelstack.render import render_agent_config, render_supervisor_config
+            from otelstack.security.layout import vm_facts
         except ImportError as exc:  # pragma: no cover - environment problem
             raise AnsibleLookupError(
                 f"the otelstack Python package is not importable by the controller's Python: {exc}"
@@ -93,6 +95,9 @@ class LookupModule(LookupBase):
         results = []
         for term in map(str, terms):
             try:
+                if term == "layout":
+                    results.append(vm_facts())
+                    continue
                 if term == "release":
                     rel = versions.opampsupervisor() if opt("component") == "opampsupervisor" \
                         else versions.otelcol_contrib()
@@ -123,7 +128,7 @@ class LookupModule(LookupBase):
                     )
                 else:
                     raise AnsibleLookupError(
-                        f"otelstack lookup: unknown term {term!r}; allowed: collector, supervisor, release"
+                        f"otelstack lookup: unknown term {term!r}; allowed: collector, supervisor, release, layout"
                     )
                 results.append(rendered.text)
             except (OtelstackError, ValueError) as exc:

@@ -110,3 +110,21 @@ def test_bad_agent_level_fails_the_task_with_the_key(tmp_path: Path) -> None:
     result = ansible_eval(expr, tmp_path)
     assert result.returncode != 0
     assert "<agent level>: sampling.tail.probabilistic_percentage" in result.stdout + result.stderr
+
+
+def test_layout_is_the_one_in_security_layout(tmp_path: Path) -> None:
+    from otelstack.security.layout import VM, vm_facts
+
+    result = ansible_eval("lookup('otelstack.platform.otelstack', 'layout')", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    layout = json.loads(result.stdout)
+    assert layout == vm_facts()
+    assert layout["queue_dir"] == VM.queue_dir and layout["ports"]["otlp_grpc"] == 4317
+
+
+def test_unknown_term_names_the_allowed_ones(tmp_path: Path) -> None:
+    result = ansible_eval(
+        f"lookup('otelstack.platform.otelstack', 'colector', configs_dir='{CONFIGS}', env='dev')", tmp_path
+    )
+    assert result.returncode != 0
+    assert "unknown term 'colector'" in result.stdout + result.stderr

@@ -39,7 +39,7 @@ rootfs=$(mktemp -d /var/tmp/otelstack-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
 echo "lab: debootstrap bookworm from $mirror (about a minute)"
 debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,python3,python3-yaml,iproute2,ca-certificates,procps,openssl,sudo \
+  --include=systemd,systemd-sysv,python3,python3-yaml,python3-cryptography,iproute2,ca-certificates,procps,openssl,sudo \
   bookworm "$rootfs" "$mirror" >/dev/null
 tar -C "$rootfs" -c . | podman import - "$IMAGE" >/dev/null
 echo "lab: built $IMAGE"

@@ -8,7 +8,8 @@ the upstream archive layout. It implements the CLI surface the Ansible roles rel
   otelcol-contrib validate --config=FILE [...]   parses the config and checks its structure; exit 1 on error
   otelcol-contrib --config=FILE [...]            serves: health_check, every OTLP receiver port (TLS and
                                                  client-certificate checks as configured), self-metrics on
-                                                 the telemetry reader port; SIGHUP re-reads the config
+                                                 the telemetry reader port; SIGHUP re-reads the config;
+                                                 certificates re-read every TLS reload_interval, as upstream
 
 Structural checks: known top-level sections; pipelines reference defined components; every extension
 in service.extensions is defined. A config containing the key ``otelstack_standin_reject`` anywhere is
@@ -24,6 +25,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -126,13 +128,37 @@ def server_context(tls: dict[str, Any]) -> ssl.SSLContext:
     return ctx
 
 
+def seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for suffix in ("ms", "s", "m", "h"):
+        if duration.endswith(suffix):
+            return float(duration[: -len(suffix)]) * units[suffix]
+    return float(duration)
+
+
 class Listener(threading.Thread):
-    """Accepts connections on an OTLP port; with TLS, completes (or refuses) the handshake and closes."""
+    """Accepts connections on an OTLP port; with TLS, completes (or refuses) the handshake and closes.
+
+    Like the collector's TLS settings, certificate files are re-read once reload_interval has passed,
+    so a rotated certificate is served without a restart.
+    """
 
     def __init__(self, endpoint: str, tls: dict[str, Any] | None) -> None:
         super().__init__(daemon=True)
         self.sock = socket.create_server(host_port(endpoint), reuse_port=False)
+        self.tls = tls
         self.ctx = server_context(tls) if tls else None
+        self.reload_every = seconds(str(tls["reload_interval"])) if tls and tls.get("reload_interval") else None
+        self.loaded_at = time.monotonic()
+
+    def context(self) -> ssl.SSLContext | None:
+        if self.tls and self.reload_every is not None and time.monotonic() - self.loaded_at >= self.reload_every:
+            try:
+                self.ctx = server_context(self.tls)
+            except (OSError, ssl.SSLError) as exc:
+                print(f"stand-in: certificate reload failed, keeping the loaded ones: {exc}", flush=True)
+            self.loaded_at = time.monotonic()
+        return self.ctx
 
     def run(self) -> None:
         while True:
@@ -145,8 +171,9 @@ class Listener(threading.Thread):
     def handle(self, conn: socket.socket) -> None:
         conn.settimeout(5)
         try:
-            if self.ctx is not None:
-                conn = self.ctx.wrap_socket(conn, server_side=True)
+            ctx = self.context()
+            if ctx is not None:
+                conn = ctx.wrap_socket(conn, server_side=True)
             conn.recv(1)
         except (OSError, ssl.SSLError):
             pass

@@ -79,3 +79,41 @@ VM = VmLayout()
 INGEST_TOKEN_ENV = "OTELSTACK_INGEST_TOKEN"  # bearer token agents present to gateways
 OPAMP_TOKEN_ENV = "OTELSTACK_OPAMP_TOKEN"  # bearer token collectors present to the OpAMP server
 CLICKHOUSE_PASSWORD_ENV = "OTELSTACK_CLICKHOUSE_PASSWORD"
+
+
+def vm_facts() -> dict[str, object]:
+    """The VM layout and ports as plain values, as the Ansible roles receive them (lookup term `layout`)."""
+    paths = {
+        name: getattr(VM, name)
+        for name in (
+            "install_root",
+            "config_dir",
+            "tls_dir",
+            "state_dir",
+            "env_file",
+            "ca_file",
+            "server_cert",
+            "server_key",
+            "client_cert",
+            "client_key",
+            "queue_dir",
+            "checkpoint_dir",
+            "supervisor_state_dir",
+            "binary",
+            "supervisor_binary",
+        )
+    }
+    ports = {
+        "otlp_grpc": OTLP_GRPC_PORT,
+        "otlp_http": OTLP_HTTP_PORT,
+        "health_check": HEALTH_CHECK_PORT,
+        "self_metrics": SELF_METRICS_PORT,
+        "opamp": OPAMP_PORT,
+        "supervisor_local_opamp": SUPERVISOR_LOCAL_OPAMP_PORT,
+    }
+    env = {
+        "ingest_token": INGEST_TOKEN_ENV,
+        "opamp_token": OPAMP_TOKEN_ENV,
+        "clickhouse_password": CLICKHOUSE_PASSWORD_ENV,
+    }
+    return {**paths, "ports": ports, "env": env}

@@ -1,0 +1,64 @@
+"""Verify the agent: the supervised stand-in collector runs the otelstack-rendered config on its real ports."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from otelstack.catalog.versions import otelcol_contrib
+from otelstack.render import render_agent_config, render_supervisor_config
+
+ROOT = Path(os.environ["OTELSTACK_ROOT"])
+VERSION = otelcol_contrib().version
+
+
+def test_config_on_the_host_is_byte_identical_to_plan(host) -> None:  # type: ignore[no-untyped-def]
+    expected = render_agent_config(ROOT / "configs", "dev", "lab", profile="agent-vm")
+    config = host.file("/etc/otelcol-contrib/agent-vm.yaml")
+    assert config.sha256sum == expected.sha256, "the file differs from `otelstack plan` output"
+    assert (config.user, config.group, config.mode) == ("root", "otelcol", 0o640)
+    supervisor = host.file("/etc/otelcol-contrib/supervisor.yaml")
+    assert supervisor.sha256sum == render_supervisor_config(ROOT / "configs", "dev", "lab").sha256
+
+
+def test_versioned_install_with_active_link(host) -> None:  # type: ignore[no-untyped-def]
+    active = host.file("/opt/otelcol-contrib/active")
+    assert active.is_symlink and active.linked_to == f"/opt/otelcol-contrib/releases/{VERSION}"
+    out = host.check_output("/opt/otelcol-contrib/active/otelcol-contrib --version")
+    assert VERSION in out and "STAND-IN" in out
+    assert host.file(f"/opt/otelcol-contrib/releases/{VERSION}/opampsupervisor").mode == 0o755
+
+
+def test_supervisor_runs_the_collector_hardened(host) -> None:  # type: ignore[no-untyped-def]
+    service = host.service("opampsupervisor")
+    assert service.is_running and service.is_enabled
+    props = service.systemd_properties
+    assert props["User"] == "otelcol"
+    assert props["ProtectSystem"] == "strict"
+    assert props["NoNewPrivileges"] == "yes"
+    assert props["PrivateTmp"] == "yes"
+    assert "/var/lib/otelcol-contrib" in props["ReadWritePaths"]
+    # The supervisor owns the collector: a child process of the otelcol user running the active binary.
+    assert host.run("pgrep -u otelcol -f /opt/otelcol-contrib/active/otelcol-contrib").rc == 0
+
+
+def test_listens_on_the_rendered_ports(host) -> None:  # type: ignore[no-untyped-def]
+    for spec in ("tcp://127.0.0.1:4317", "tcp://127.0.0.1:4318", "tcp://0.0.0.0:13133", "tcp://0.0.0.0:8888"):
+        assert host.socket(spec).is_listening, spec
+    assert "Server available" in host.check_output("python3 -c \"import urllib.request as u; "
+                                                   "print(u.urlopen('http://127.0.0.1:13133/').read().decode())\"")
+
+
+def test_secrets_only_in_the_0600_env_file(host) -> None:  # type: ignore[no-untyped-def]
+    env = host.file("/etc/otelcol-contrib/otelcol.env")
+    assert (env.user, env.mode) == ("root", 0o600)
+    assert "OTELSTACK_INGEST_TOKEN=lab-ingest-token" in env.content_string
+    assert "lab-ingest-token" not in host.file("/etc/otelcol-contrib/agent-vm.yaml").content_string
+
+
+def test_state_directories_belong_to_the_service(host) -> None:  # type: ignore[no-untyped-def]
+    for path in ("/var/lib/otelcol-contrib/queue", "/var/lib/otelcol-contrib/checkpoints",
+                 "/var/lib/otelcol-contrib/supervisor"):
+        d = host.file(path)
+        assert d.is_directory and d.user == "otelcol"
+    assert host.file("/var/lib/otelcol-contrib/supervisor/effective.yaml").exists

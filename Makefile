@@ -8,7 +8,7 @@ ENV ?= dev
 REGION ?=
 PLAN_ARGS := --env $(ENV) $(if $(REGION),--region $(REGION),)
 
-.PHONY: help setup plan test check lint unit molecule lab bench clean
+.PHONY: help setup plan test check lint unit molecule lab bench bench-vm clean
 
 help:
 	@echo "make plan  [ENV=dev|staging|prod] [REGION=...]  render + validate every artefact into build/ENV/"
@@ -16,6 +16,7 @@ help:
 	@echo "make check                                      lint + unit/integration tests (no molecule)"
 	@echo "make molecule                                   molecule scenarios on local systemd containers"
 	@echo "make bench                                      benchmarks (print figures)"
+	@echo "make bench-vm                                   site.yml converge time on the container lab"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,8 +70,13 @@ molecule: lab
 
 test: check molecule
 
-bench: $(VENV)/.runtime
+bench: $(VENV)/.test
 	$(BIN)/python bench/render_fleet.py
+	$(BIN)/python bench/opamp_fleet.py
+
+# site.yml on the local container lab against `ansible all -m ping` (minutes; needs `make lab`).
+bench-vm: lab
+	$(BIN)/python bench/converge_site.py
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -12,10 +12,11 @@ description:
     for the same configs/ hierarchy, environment, region and agent-level overrides.
   - C(collector) returns a collector config; C(supervisor) an opampsupervisor config; C(release) a dict
     with the pinned release's version, artefact names and download URLs; C(layout) the VM file layout,
-    ports and secret variable names that every otelstack role uses.
+    ports and secret variable names that every otelstack role uses; C(firewall) the nftables ruleset of a
+    host from the flows matrix; C(version) the otelstack package version.
 options:
   _terms:
-    description: What to render, one of C(collector), C(supervisor), C(release), C(layout).
+    description: What to render, one of C(collector), C(supervisor), C(release), C(layout), C(firewall), C(version).
     required: true
   configs_dir:
     description: The configs/ hierarchy.
@@ -46,6 +47,23 @@ options:
     description: For C(release), the architecture (amd64, arm64).
     type: str
     default: amd64
+  roles:
+    description: For C(firewall), the platform roles the host holds; empty takes its inventory groups that are platform roles.
+    type: list
+    elements: str
+    default: []
+  sources:
+    description: For C(firewall), extra addresses or networks per source role.
+    type: dict
+    default: {}
+  from_inventory:
+    description: For C(firewall), add the addresses of the inventory's hosts (gathered default IPv4/IPv6, IP ansible_host).
+    type: bool
+    default: true
+  host:
+    description: For C(firewall), the host name written into the ruleset's header.
+    type: str
+    default: ""
 """
 
 EXAMPLES = r"""
@@ -60,8 +78,13 @@ _raw:
   description: The rendered text (collector, supervisor) or a dict (release).
 """
 
+import ipaddress  # noqa: E402
+
 from ansible.errors import AnsibleLookupError  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
+from ansible.utils.display import Display  # noqa: E402
+
+display = Display()
 
 
 def _plain(value):  # type: ignore[no-untyped-def]
@@ -79,7 +102,38 @@ def _plain(value):  # type: ignore[no-untyped-def]
     return str(value)
 
 
+def _host_addresses(hostvars, name):  # type: ignore[no-untyped-def]
+    facts = hostvars[name].get("ansible_facts", {}) or {}
+    found = [(facts.get(key) or {}).get("address") for key in ("default_ipv4", "default_ipv6")]
+    given = str(hostvars[name].get("ansible_host", "") or "")
+    try:
+        ipaddress.ip_address(given)
+        found.append(given)
+    except ValueError:
+        pass
+    return [str(a) for a in found if a]
+
+
 class LookupModule(LookupBase):
+    def _firewall(self, nftables, variables, opt):  # type: ignore[no-untyped-def]
+        groups = {str(k): [str(h) for h in v] for k, v in (variables.get("groups") or {}).items()}
+        sources = {}
+        if opt("from_inventory"):
+            hostvars = variables["hostvars"]
+            members = sorted({h for hosts in groups.values() for h in hosts})
+            addresses = {name: _host_addresses(hostvars, name) for name in members}
+            sources, unknown = nftables.inventory_sources(groups, addresses)
+            if unknown:
+                display.warning(
+                    "otelstack firewall: no address known for " + ", ".join(unknown)
+                    + " (gather their facts in the same run, or give firewall_sources); they cannot pass"
+                )
+        for role, extra in (opt("sources") or {}).items():
+            # A non-list is passed through as given, so that the renderer names it in its error.
+            sources[role] = [*sources.get(role, []), *extra] if isinstance(extra, list) else extra
+        roles = opt("roles") or nftables.host_roles(variables.get("group_names") or [])
+        return nftables.render(roles, sources, host=opt("host"))
+
     def run(self, terms, variables=None, **kwargs):  # type: ignore[no-untyped-def]
         self.set_options(var_options=variables, direct=kwargs)
         opt = lambda name: _plain(self.get_option(name))  # noqa: E731
@@ -87,6 +141,7 @@ class LookupModule(LookupBase):
             from otelstack.catalog import versions
             from otelstack.errors import OtelstackError
             from otelstack.render import render_agent_config, render_supervisor_config
+            from otelstack.security import nftables
             from otelstack.security.layout import vm_facts
         except ImportError as exc:  # pragma: no cover - environment problem
             raise AnsibleLookupError(
@@ -97,6 +152,14 @@ class LookupModule(LookupBase):
             try:
                 if term == "layout":
                     results.append(vm_facts())
+                    continue
+                if term == "version":
+                    from otelstack import __version__
+
+                    results.append(__version__)
+                    continue
+                if term == "firewall":
+                    results.append(self._firewall(nftables, variables or {}, opt))
                     continue
                 if term == "release":
                     rel = versions.opampsupervisor() if opt("component") == "opampsupervisor" \
@@ -128,7 +191,7 @@ class LookupModule(LookupBase):
                     )
                 else:
                     raise AnsibleLookupError(
-                        f"otelstack lookup: unknown term {term!r}; allowed: collector, supervisor, release, layout"
+                        f"otelstack lookup: unknown term {term!r}; allowed: collector, supervisor, release, layout, firewall, version"
                     )
                 results.append(rendered.text)
             except (OtelstackError, ValueError) as exc:

@@ -69,6 +69,7 @@ def make_pki(directory: Path) -> LabPki:
     )
     pki = LabPki(*(directory / n for n in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")))
     pki.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    _write_key(ca_key, directory / "ca.key")  # for tests where the server signs with this CA
     for cert_path, key_path, cn, usage in (
         (pki.server_cert, pki.server_key, "localhost", [ExtendedKeyUsageOID.SERVER_AUTH]),
         (pki.client_cert, pki.client_key, "agent", [ExtendedKeyUsageOID.CLIENT_AUTH]),

@@ -128,3 +128,45 @@ def test_unknown_term_names_the_allowed_ones(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "unknown term 'colector'" in result.stdout + result.stderr
+
+
+def test_firewall_term_renders_the_flows_matrix(tmp_path: Path) -> None:
+    from otelstack.security import nftables
+
+    expr = (
+        "lookup('otelstack.platform.otelstack', 'firewall', roles=['gateways'], host='gw-1', "
+        "sources={'agents': ['10.0.0.7']}, from_inventory=false)"
+    )
+    result = ansible_eval(expr, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == nftables.render(["gateways"], {"agents": ["10.0.0.7"]}, host="gw-1")
+
+
+def test_firewall_term_refuses_a_bad_address(tmp_path: Path) -> None:
+    expr = "lookup('otelstack.platform.otelstack', 'firewall', roles=['gateways'], sources={'agents': ['10.0.0.300']})"
+    result = ansible_eval(expr, tmp_path)
+    assert result.returncode != 0
+    assert "'10.0.0.300' is not an IP address" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ("roles=['gateway']", "unknown platform role 'gateway'; known roles: agents, gateways"),
+        ("roles=['gateways'], sources={'agents': '10.0.0.1'}", "expected a list of addresses or networks, got str"),
+        ("roles=['gateways'], sources={'agent': ['10.0.0.1']}", "unknown source role 'agent'"),
+    ],
+)
+def test_firewall_term_names_bad_roles_and_sources(arguments: str, message: str, tmp_path: Path) -> None:
+    result = ansible_eval(f"lookup('otelstack.platform.otelstack', 'firewall', {arguments})", tmp_path)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+def test_firewall_term_takes_the_roles_from_the_hosts_groups(tmp_path: Path) -> None:
+    """No roles given: localhost is in no platform group, so its table guards no port."""
+    result = ansible_eval("lookup('otelstack.platform.otelstack', 'firewall', host='h')", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    from otelstack.security import nftables
+
+    assert json.loads(result.stdout) == nftables.render([], {}, host="h")

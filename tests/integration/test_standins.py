@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -147,3 +148,39 @@ def test_sighup_with_a_broken_config_keeps_serving(standin: Path, tmp_path: Path
         time.sleep(0.6)
         assert proc.poll() is None
         assert b"Server available" in urllib.request.urlopen(f"http://127.0.0.1:{health}/", timeout=5).read()
+
+
+def test_a_broken_build_validates_but_dies_on_start(tmp_path: Path) -> None:
+    archive, _ = build(tmp_path, "0.1.0", broken=True)
+    subprocess.run(["tar", "-C", str(tmp_path), "-xzf", str(archive)], check=True)
+    broken = tmp_path / "otelcol-contrib"
+    config = GOLDEN / "dev" / "collector" / "agent-vm-static.yaml"
+    assert run(broken, "validate", f"--config={config}").returncode == 0
+    started = run(broken, f"--config={config}")
+    assert started.returncode == 70
+    assert "exiting on start" in started.stderr
+
+
+def probe(*args: str) -> tuple[int, dict[str, object]]:
+    """playbooks/files/tls_probe.py, as verify.yml runs it on an agent."""
+    script = Path(__file__).parents[2] / "playbooks" / "files" / "tls_probe.py"
+    result = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_verify_probe_tells_accepted_refused_untrusted_and_down(standin: Path, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    other = make_pki(tmp_path / "other")
+    otlp, health, metrics = free_port(), free_port(), free_port()
+    with serving(standin, mtls_config(pki, otlp, health, metrics), tmp_path):
+        port = str(otlp)
+        code, out = probe("localhost", port, str(pki.ca), str(pki.client_cert), str(pki.client_key))
+        assert (code, out["outcome"], out["tls_version"]) == (0, "accepted", "TLSv1.3")
+        code, out = probe("localhost", port, str(pki.ca))
+        assert (code, out["outcome"]) == (3, "client-refused")
+        code, out = probe("localhost", port, str(other.ca), str(other.client_cert), str(other.client_key))
+        assert (code, out["outcome"]) == (4, "server-certificate-rejected")
+    code, out = probe("localhost", str(free_port()), str(pki.ca))
+    assert (code, out["outcome"]) == (5, "no-answer")

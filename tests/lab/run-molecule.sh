@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Run molecule scenarios (all under molecule/, or the ones named) against local systemd containers.
+# OTELSTACK_MOLECULE_JOBS scenarios run at once (default 2; their containers have distinct names);
+# each scenario's output goes to .cache/molecule-logs/<scenario>.log and is printed when it ends.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export OTELSTACK_ROOT="$root"
@@ -12,11 +14,26 @@ scenarios=("$@")
 if ((${#scenarios[@]} == 0)); then
   mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -n1 basename | sort)
 fi
-start=$(date +%s)
-for scenario in "${scenarios[@]}"; do
+logs="$root/.cache/molecule-logs"
+mkdir -p "$logs"
+jobs=${OTELSTACK_MOLECULE_JOBS:-2}
+
+run_one() {
+  local scenario=$1 t0 rc
   t0=$(date +%s)
-  echo "=== molecule scenario ${scenario}"
-  molecule test -s "$scenario"
-  echo "=== ${scenario}: $(( $(date +%s) - t0 ))s"
-done
-echo "molecule: ${#scenarios[@]} scenarios in $(( $(date +%s) - start ))s"
+  echo "=== ${scenario}: started"
+  if molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1; then rc=0; else rc=$?; fi
+  if ((rc != 0)); then
+    cat "$logs/$scenario.log"
+  fi
+  echo "=== ${scenario}: $([[ $rc == 0 ]] && echo passed || echo "FAILED (exit $rc)") in $(($(date +%s) - t0))s"
+  return "$rc"
+}
+export -f run_one
+export logs
+
+start=$(date +%s)
+status=0
+printf '%s\n' "${scenarios[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {} || status=$?
+echo "molecule: ${#scenarios[@]} scenarios in $(($(date +%s) - start))s with ${jobs} at a time"
+exit "$status"

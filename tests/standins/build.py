@@ -6,7 +6,8 @@ writes, per version and this machine's architecture, exactly the file names of t
 ``otelcol-contrib_<v>_linux_<arch>.tar.gz`` (holding ``otelcol-contrib``), the plain binary
 ``opampsupervisor_<v>_linux_<arch>``, and one ``<artefact>.sha256`` per artefact (bare hex digest, as
 goreleaser's split checksums). The programs inside are stand-ins and say so (see their docstrings).
-Default versions: the pinned release and one before it, so upgrade and rollback can be exercised.
+Default versions: the pinned release and one before it, so upgrade and rollback can be exercised;
+``--broken V`` adds a version whose collector validates configs but exits on start.
 """
 
 from __future__ import annotations
@@ -29,22 +30,28 @@ def previous(version: str) -> str:
     return f"{major}.{minor - 1}.{patch}"
 
 
-def program(name: str, version: str) -> bytes:
-    return (HERE / name).read_text(encoding="utf-8").replace("@VERSION@", version).encode()
+def following(version: str) -> str:
+    major, minor, patch = (int(p) for p in version.split("."))
+    return f"{major}.{minor + 1}.{patch}"
+
+
+def program(name: str, version: str, broken: bool = False) -> bytes:
+    text = (HERE / name).read_text(encoding="utf-8").replace("@VERSION@", version)
+    return text.replace("@BROKEN@", "yes" if broken else "no").encode()
 
 
 def write_checksum(path: Path) -> None:
     Path(f"{path}.sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest(), encoding="utf-8")
 
 
-def build(out: Path, version: str) -> list[Path]:
+def build(out: Path, version: str, broken: bool = False) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     collector = otelcol_contrib()
     archive = out / collector.archive.format(version=version, arch=ARCH)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, data, mode in (
-            (collector.binary, program("otelcol_contrib.py", version), 0o755),
+            (collector.binary, program("otelcol_contrib.py", version, broken), 0o755),
             ("README.md", b"otelstack STAND-IN archive for tests; not the OpenTelemetry release.\n", 0o644),
             ("LICENSE", b"Apache-2.0 (stand-in)\n", 0o644),
         ):
@@ -64,11 +71,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--version", action="append", help="default: the pinned release and the one before")
+    parser.add_argument(
+        "--broken",
+        action="append",
+        default=[],
+        help="a version whose collector dies on start ('next': the one after the pinned release)",
+    )
     args = parser.parse_args()
     pinned = otelcol_contrib().version
     for version in args.version or [pinned, previous(pinned)]:
         for path in build(args.out, version):
             print(f"stand-in artefact: {path}")
+    for version in args.broken:
+        version = following(pinned) if version == "next" else version
+        for path in build(args.out, version, broken=True):
+            print(f"stand-in artefact (broken on start): {path}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ from typing import Any
 import yaml
 
 VERSION = "@VERSION@"
+# A build made with `build.py --broken VERSION` validates configs but dies on start, like a release
+# that crashes on these hosts: upgrade tests use it to prove the health gate and the wave rollback.
+BROKEN = "@BROKEN@" == "yes"
 BANNER = f"otelcol-contrib version {VERSION} (otelstack STAND-IN for tests, not the real collector)"
 SECTIONS = ("receivers", "processors", "exporters", "extensions", "connectors", "service")
 
@@ -255,6 +258,9 @@ def main(argv: list[str]) -> int:
         print("Error: at least one config flag must be provided", file=sys.stderr)
         return 1
     print(BANNER, flush=True)
+    if BROKEN:
+        print("Error: stand-in built broken: exiting on start", file=sys.stderr, flush=True)
+        return 70
     config = load(paths)
     found = problems(config)
     if found:

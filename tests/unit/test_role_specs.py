@@ -60,3 +60,10 @@ def test_roles_take_the_vm_layout_from_otelstack_not_literals() -> None:
         if literal in path.read_text(encoding="utf-8")
     ]
     assert not offenders, offenders
+
+
+def test_role_reference_page_is_current() -> None:
+    from tests.lab.role_reference import markdown
+
+    committed = (ROOT / "docs" / "vm" / "roles.md").read_text(encoding="utf-8")
+    assert committed == markdown(), "regenerate: python -m tests.lab.role_reference > docs/vm/roles.md"

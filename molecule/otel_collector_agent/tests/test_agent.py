@@ -62,3 +62,19 @@ def test_state_directories_belong_to_the_service(host) -> None:  # type: ignore[
         d = host.file(path)
         assert d.is_directory and d.user == "otelcol"
     assert host.file("/var/lib/otelcol-contrib/supervisor/effective.yaml").exists
+
+
+def test_state_absent_removes_everything_it_added(host) -> None:  # type: ignore[no-untyped-def]
+    """Runs last: converge.yml again with otel_collector_state=absent, then nothing of the role is left."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from tests.lab.playbooks import run_playbook, tail
+
+    result = run_playbook(Path(__file__).parents[1] / "converge.yml", "otel_collector_state=absent")
+    assert result.returncode == 0, tail(result)
+    for path in ("/opt/otelcol-contrib", "/etc/otelcol-contrib", "/var/lib/otelcol-contrib",
+                 "/etc/systemd/system/opampsupervisor.service"):
+        assert not host.file(path).exists, path
+    assert not host.user("otelcol").exists
+    assert host.run("pgrep -f '[o]telcol-contrib'").rc != 0

@@ -10,7 +10,7 @@ from otelstack.render import render_agent_config
 ROOT = Path(os.environ["OTELSTACK_ROOT"])
 TLS = "/etc/otelcol-contrib/tls"
 
-# Runs inside the gateway: a TLS 1.3 handshake to the OTLP gRPC port, verifying the server as gateway-1.
+# Runs inside the gateway: a TLS 1.3 handshake to the OTLP gRPC port, verifying the server by its name.
 HANDSHAKE = """
 import socket, ssl, sys
 ctx = ssl.create_default_context(cafile="{tls}/ca.crt")
@@ -27,7 +27,7 @@ with socket.create_connection(("127.0.0.1", 4317), timeout=5) as raw:
 """.format(tls=TLS)
 
 
-def handshake(host, mode: str, name: str = "gateway-1"):  # type: ignore[no-untyped-def]
+def handshake(host, mode: str, name: str = "solo-gateway"):  # type: ignore[no-untyped-def]
     host.run(f"cat > /tmp/handshake.py <<'EOF'\n{HANDSHAKE}\nEOF")
     return host.run(f"python3 /tmp/handshake.py {mode} {name}")
 
@@ -63,7 +63,7 @@ def test_key_and_certificate_files(host) -> None:  # type: ignore[no-untyped-def
         assert (cert.user, cert.mode) == ("root", 0o644)
     assert host.file(TLS).mode == 0o750
     text = host.check_output(f"openssl x509 -in {TLS}/server.crt -noout -ext subjectAltName,extendedKeyUsage")
-    assert "DNS:gateway-1" in text and "IP Address:127.0.0.1" in text and "TLS Web Server Authentication" in text
+    assert "DNS:solo-gateway" in text and "IP Address:127.0.0.1" in text and "TLS Web Server Authentication" in text
     client = host.check_output(f"openssl x509 -in {TLS}/client.crt -noout -ext extendedKeyUsage")
     assert "TLS Web Client Authentication" in client
     assert host.run(f"openssl verify -CAfile {TLS}/ca.crt {TLS}/server.crt {TLS}/client.crt").rc == 0

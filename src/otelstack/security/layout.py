@@ -17,6 +17,17 @@ SELF_METRICS_PORT = 8888
 OPAMP_PORT = 4320
 # Port of the supervisor's local OpAMP server that the collector's opamp extension talks to.
 SUPERVISOR_LOCAL_OPAMP_PORT = 4321
+# Backends (their upstream defaults, TLS variants where the upstream has one).
+CLICKHOUSE_NATIVE_TLS_PORT = 9440
+CLICKHOUSE_HTTPS_PORT = 8443
+CLICKHOUSE_METRICS_PORT = 9363  # <prometheus> endpoint of the server config
+TEMPO_OTLP_GRPC_PORT = 4317
+TEMPO_HTTP_PORT = 3200
+LOKI_HTTP_PORT = 3100
+PROMETHEUS_PORT = 9090
+ALERTMANAGER_PORT = 9093
+ALERTMANAGER_CLUSTER_PORT = 9094  # gossip between Alertmanager replicas, TCP and UDP
+GRAFANA_PORT = 3000
 
 
 @dataclass(frozen=True)

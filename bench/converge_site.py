@@ -1,0 +1,89 @@
+"""Converge time of playbooks/site.yml on the local lab, against `ansible all -m ping` (the floor).
+
+Creates the lab (playbooks/lab.yml: 2 gateways + 2 agents as systemd containers, stand-in artefacts),
+then times, on the same hosts:
+  1. `ansible all -m ping`                   the cost of reaching every host at all
+  2. site.yml from scratch                    install, certificates, firewall, collectors, readiness
+  3. site.yml again                           the idempotent run (must report changed=0)
+and prints all three and their ratios to the floor. Removes the lab afterwards unless --keep.
+Needs the lab image (bash tests/lab/setup.sh). Usage:
+    python bench/converge_site.py [--keep] [--forks 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+INVENTORY = ROOT / "inventories" / "lab"
+
+
+def ansible_env(forks: int) -> dict[str, str]:
+    collections = ROOT / ".cache" / "collections"
+    link = collections / "ansible_collections" / "otelstack" / "platform"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(ROOT)
+    return {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(collections),
+        "ANSIBLE_FORKS": str(forks),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_HOST_KEY_CHECKING": "false",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def timed(args: list[str], env: dict[str, str], what: str) -> tuple[float, str]:
+    print(f"  … {what}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"{what} failed (exit {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
+    return elapsed, result.stdout
+
+
+def changed_total(recap: str) -> int:
+    return sum(int(n) for n in re.findall(r"changed=(\d+)", recap))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true", help="leave the lab running")
+    parser.add_argument("--forks", type=int, default=5)
+    args = parser.parse_args()
+    env = ansible_env(args.forks)
+    playbook = ["ansible-playbook"]  # the one next to this Python (env PATH above)
+    timed([*playbook, str(ROOT / "playbooks" / "lab.yml"), "-e", "lab_state=absent"], env, "removing any old lab")
+    shutil.rmtree(ROOT / ".cache" / "lab", ignore_errors=True)
+    timed([*playbook, str(ROOT / "playbooks" / "lab.yml")], env, "creating the lab (4 containers)")
+    try:
+        ping, _ = timed(["ansible", "all", "-i", str(INVENTORY), "-m", "ansible.builtin.ping"], env, "ping")
+        first, out1 = timed([*playbook, "-i", str(INVENTORY), str(ROOT / "playbooks" / "site.yml")], env, "site.yml")
+        second, out2 = timed(
+            [*playbook, "-i", str(INVENTORY), str(ROOT / "playbooks" / "site.yml")], env, "site.yml again"
+        )
+    finally:
+        if not args.keep:
+            timed([*playbook, str(ROOT / "playbooks" / "lab.yml"), "-e", "lab_state=absent"], env, "removing the lab")
+    print(f"hosts: 4 (2 gateways, 2 agents), forks: {args.forks}, machine: {os.cpu_count()} cores")
+    print(f"ansible all -m ping (floor) : {ping:7.1f} s")
+    print(
+        f"site.yml from scratch       : {first:7.1f} s  ({first / ping:5.1f}x the floor), changed={changed_total(out1)}"
+    )
+    print(
+        f"site.yml idempotent run     : {second:7.1f} s  ({second / ping:5.1f}x the floor), "
+        f"changed={changed_total(out2)}"
+    )
+
+
+if __name__ == "__main__":
+    main()

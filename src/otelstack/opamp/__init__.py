@@ -1,0 +1,1 @@
+"""The otelstack OpAMP server: fleet registry, layered remote config, staged rollouts (docs/opamp.md)."""

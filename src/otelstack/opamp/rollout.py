@@ -1,0 +1,259 @@
+"""Staged rollouts: a change reaches a canary set, then waves; each wave must report the change applied
+and healthy before the next one starts. A failure or a timeout stops the rollout; the released agents
+are offered the baseline again (the config they ran before), and the rollout says why.
+
+Two kinds: ``config`` (a new configs/ revision, given as a directory, and a variant) and ``package``
+(a collector release: name, version, download URL and SHA-256).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from otelstack.errors import OtelstackError
+from otelstack.opamp.remote_config import ConfigSource
+from otelstack.opamp.store import AgentRecord, FleetStore, RolloutRecord
+
+BASELINE_KEY = "baseline"
+_UNKNOWN = object()
+
+
+class RolloutError(OtelstackError):
+    """A rollout that cannot start or change state; the message says why."""
+
+
+def matches(agent: AgentRecord, selector: dict[str, str]) -> bool:
+    fields = {"environment": agent.environment, "region": agent.region, "profile": agent.profile}
+    return all(fields.get(key, agent.attributes.get(key)) == value for key, value in selector.items())
+
+
+def plan_waves(uids: list[str], canary: int, percents: list[int]) -> list[list[str]]:
+    """Canary first, then cumulative percentages of the rest (the last wave always takes all)."""
+    if canary < 1:
+        raise RolloutError("the canary set needs at least one agent")
+    if any(p <= 0 or p > 100 for p in percents) or percents != sorted(percents):
+        raise RolloutError(f"waves must be increasing percentages in 1..100, got {percents}")
+    ordered = sorted(uids)
+    waves = [ordered[:canary]]
+    rest = ordered[canary:]
+    done = 0
+    steps = percents if percents and percents[-1] == 100 else [*percents, 100]
+    for percent in steps:
+        upto = math.ceil(len(rest) * percent / 100)
+        if upto > done:
+            waves.append(rest[done:upto])
+            done = upto
+    return [w for w in waves if w]
+
+
+class Rollouts:
+    def __init__(
+        self, store: FleetStore, source: ConfigSource, default_configs_dir: Path, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.clock = clock
+        self._running: RolloutRecord | object | None = _UNKNOWN
+        self._baseline: dict[str, str] | None = None
+        # Agents of the current wave known to have applied it healthy ("<rollout>:<wave>" -> uids), so
+        # a report costs one lookup, not a scan of the wave.
+        self._settled: dict[str, set[str]] = {}
+        if store.get_meta(BASELINE_KEY) is None:
+            store.put_meta(BASELINE_KEY, json.dumps({"configs_dir": str(default_configs_dir), "variant": "normal"}))
+
+    # --- what an agent should run -------------------------------------------------------------
+
+    def baseline(self) -> dict[str, str]:
+        if self._baseline is None:
+            self._baseline = dict(json.loads(self.store.get_meta(BASELINE_KEY) or "{}"))
+        return self._baseline
+
+    def running(self) -> RolloutRecord | None:
+        """The running rollout, kept in memory (this class is its only writer): agents ask on every message."""
+        if self._running is _UNKNOWN:
+            found = [r for r in self.store.list_rollouts() if r.state == "running"]
+            self._running = found[-1] if found else None
+        return self._running  # type: ignore[return-value]
+
+    def _save(self, rollout: RolloutRecord) -> None:
+        self.store.put_rollout(rollout)
+        self._running = rollout if rollout.state == "running" else None
+
+    def released_to(self, rollout: RolloutRecord, uid: str) -> bool:
+        return any(uid in wave for wave in rollout.waves[: rollout.current_wave + 1])
+
+    def config_target(self, agent: AgentRecord) -> dict[str, str]:
+        rollout = self.running()
+        if rollout is not None and rollout.kind == "config" and self.released_to(rollout, agent.uid):
+            return {k: str(v) for k, v in rollout.target.items()}
+        return self.baseline()
+
+    def package_target(self, agent: AgentRecord) -> dict[str, Any] | None:
+        rollout = self.running()
+        if rollout is not None and rollout.kind == "package" and self.released_to(rollout, agent.uid):
+            return dict(rollout.target)
+        return None
+
+    def desired_for(self, agent: AgentRecord, target: dict[str, str]) -> Any:
+        return self.source.desired(
+            Path(target["configs_dir"]),
+            environment=agent.environment,
+            region=agent.region,
+            profile=agent.profile or "agent-vm",
+            namespace=agent.namespace,
+            overrides=agent.overrides,
+            variant=target.get("variant", "normal"),
+        )
+
+    # --- life cycle ------------------------------------------------------------------------------
+
+    def start(
+        self,
+        kind: str,
+        selector: dict[str, str],
+        target: dict[str, Any],
+        *,
+        canary: int = 1,
+        waves: list[int] | None = None,
+        wave_timeout_s: float = 300.0,
+    ) -> RolloutRecord:
+        current = self.running()
+        if current is not None:
+            raise RolloutError(f"rollout {current.id} is still running; abort it or wait for it to finish")
+        agents = [a for a in self.store.list_agents() if matches(a, selector)]
+        if not agents:
+            raise RolloutError(f"no agent matches {selector}")
+        expected: dict[str, str] = {}
+        if kind == "config":
+            target = {"configs_dir": str(target["configs_dir"]), "variant": str(target.get("variant", "normal"))}
+            if not Path(target["configs_dir"]).is_dir():
+                raise RolloutError(f"configs directory {target['configs_dir']} does not exist")
+            errors = []
+            for agent in agents:
+                desired = self.desired_for(agent, target)
+                if desired.error:
+                    errors.append(f"{agent.uid}: {desired.error}")
+                expected[agent.uid] = desired.sha256
+            if errors:
+                raise RolloutError(
+                    "the new config does not render for every agent; nothing was offered:\n" + "\n".join(errors[:10])
+                )
+        elif kind == "package":
+            missing = [k for k in ("name", "version", "url", "sha256") if not target.get(k)]
+            if missing:
+                raise RolloutError(f"a package rollout needs {', '.join(missing)}")
+            expected = {agent.uid: str(target["version"]) for agent in agents}
+        else:
+            raise RolloutError(f"unknown rollout kind {kind!r}; allowed: config, package")
+        rollout = RolloutRecord(
+            id=uuid.uuid4().hex[:12],
+            kind=kind,
+            selector=dict(selector),
+            target=dict(target),
+            waves=plan_waves([a.uid for a in agents], canary, waves or [25, 50, 100]),
+            wave_timeout_s=wave_timeout_s,
+            wave_started_at=self.clock(),
+            created_at=self.clock(),
+            expected=expected,
+        )
+        self._save(rollout)
+        return rollout
+
+    def abort(self, rollout_id: str, reason: str = "aborted by an operator") -> RolloutRecord:
+        rollout = self.store.get_rollout(rollout_id)
+        if rollout is None:
+            raise RolloutError(f"no rollout {rollout_id}")
+        if rollout.state != "running":
+            raise RolloutError(f"rollout {rollout_id} is {rollout.state}, not running")
+        return self._finish(rollout, "aborted", reason)
+
+    def _finish(self, rollout: RolloutRecord, state: str, reason: str) -> RolloutRecord:
+        rollout.state, rollout.reason, rollout.finished_at = state, reason, self.clock()
+        if state == "succeeded" and rollout.kind == "config":
+            self.store.put_meta(BASELINE_KEY, json.dumps(rollout.target))
+            self._baseline = dict(rollout.target)
+        self._save(rollout)
+        return rollout
+
+    def _agent_outcome(self, rollout: RolloutRecord, agent: AgentRecord | None, uid: str) -> str:
+        """'ok', 'pending' or a failure reason for one agent of the current wave."""
+        if agent is None:
+            return "pending"
+        want = rollout.expected.get(uid, "")
+        if rollout.kind == "config":
+            if agent.failed_hash == want or (agent.remote_hash == want and agent.remote_status == "FAILED"):
+                return f"{uid} failed to apply the config: {agent.remote_error or 'no reason given'}"
+            applied = agent.remote_hash == want and agent.remote_status == "APPLIED"
+        else:
+            package = agent.packages.get(str(rollout.target["name"]), {})
+            if package.get("status") == "InstallFailed":
+                return f"{uid} failed to install {rollout.target['name']} {want}: {package.get('error', '')}"
+            applied = package.get("version") == want and package.get("status") == "Installed"
+        if applied and agent.healthy is False:
+            return f"{uid} applied the change but reports unhealthy"
+        return "ok" if applied and agent.healthy is not False else "pending"
+
+    def observe(self, agent: AgentRecord) -> None:
+        """An agent of the running rollout reported: settle it, or stop the rollout on its failure."""
+        rollout = self.running()
+        if rollout is None or agent.uid not in rollout.waves[rollout.current_wave]:
+            return
+        outcome = self._agent_outcome(rollout, agent, agent.uid)
+        if outcome == "ok":
+            settled = self._settled.setdefault(f"{rollout.id}:{rollout.current_wave}", set())
+            settled.add(agent.uid)
+            if len(settled) == len(rollout.waves[rollout.current_wave]):
+                self.evaluate()
+        elif outcome != "pending":
+            self.evaluate()
+
+    def evaluate(self) -> RolloutRecord | None:
+        """Advance, complete or stop the running rollout from what its current wave reported (all of it:
+        the server runs this periodically for timeouts; `observe` is the per-report fast path)."""
+        rollout = self.running()
+        if rollout is None:
+            return None
+        wave = rollout.waves[rollout.current_wave]
+        settled = self._settled.setdefault(f"{rollout.id}:{rollout.current_wave}", set())
+        outcomes = {
+            uid: "ok" if uid in settled else self._agent_outcome(rollout, self.store.get_agent(uid), uid)
+            for uid in wave
+        }
+        settled.update(uid for uid, o in outcomes.items() if o == "ok")
+        failures = [o for o in outcomes.values() if o not in ("ok", "pending")]
+        label = "canary" if rollout.current_wave == 0 else f"wave {rollout.current_wave}"
+        if failures:
+            return self._finish(rollout, "failed", f"{label}: " + "; ".join(failures))
+        if all(o == "ok" for o in outcomes.values()):
+            if rollout.current_wave + 1 >= len(rollout.waves):
+                return self._finish(rollout, "succeeded", f"all {sum(map(len, rollout.waves))} agents applied it")
+            rollout.current_wave += 1
+            rollout.wave_started_at = self.clock()
+            self._save(rollout)
+            return rollout
+        if self.clock() - rollout.wave_started_at > rollout.wave_timeout_s:
+            late = sorted(uid for uid, o in outcomes.items() if o == "pending")
+            return self._finish(
+                rollout,
+                "failed",
+                f"{label}: timeout after {rollout.wave_timeout_s:.0f}s; not applied and healthy: {', '.join(late)}",
+            )
+        return rollout
+
+    def progress(self, rollout: RolloutRecord) -> float:
+        total = sum(len(w) for w in rollout.waves)
+        if rollout.state == "succeeded":
+            return 1.0
+        done = sum(
+            1
+            for w in rollout.waves[: rollout.current_wave + 1]
+            for uid in w
+            if self._agent_outcome(rollout, self.store.get_agent(uid), uid) == "ok"
+        )
+        return done / total if total else 0.0

@@ -1,0 +1,425 @@
+"""The OpAMP server process: aiohttp serving OpAMP over WebSocket and HTTP on /v1/opamp, the REST API,
+a small web page, /metrics and /healthz.
+
+Every OpAMP request must carry `Authorization: Bearer <token>` of an environment; it is checked before a
+byte of protobuf is read, and the agent must report that environment. The REST API, the page and
+/metrics take the admin token. Tokens are compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import html
+import json
+import logging
+import signal
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from otelstack.errors import OtelstackError
+from otelstack.opamp import metrics, protocol
+from otelstack.opamp.certificates import ClientCa
+from otelstack.opamp.fleet import Fleet, FleetSettings
+from otelstack.opamp.remote_config import ConfigSource
+from otelstack.opamp.rollout import RolloutError
+from otelstack.opamp.settings import ServerSettings
+from otelstack.opamp.store import FleetStore, SqliteStore
+
+log = logging.getLogger("otelstack.opamp")
+
+FLEET: web.AppKey[Fleet] = web.AppKey("fleet", Fleet)
+STATE: web.AppKey[ServerState] = web.AppKey("state")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ServerState:
+    def __init__(self, settings: ServerSettings, tokens: dict[str, str], admin_token: str) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.admin_token = admin_token
+        self.connections = 0
+        self.sockets: dict[str, web.WebSocketResponse] = {}
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header[:7].lower() == "bearer " else ""
+
+
+def environment_for(state: ServerState, token: str) -> str | None:
+    found = None
+    for environment, expected in state.tokens.items():
+        if token and hmac.compare_digest(token.encode(), expected.encode()):
+            found = environment
+    return found
+
+
+def _peer(request: web.Request) -> str:
+    return request.remote or "?"
+
+
+# --- OpAMP -----------------------------------------------------------------------------------------
+
+
+async def opamp(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    environment = environment_for(state, _bearer(request))
+    if environment is None:
+        log.warning("OpAMP request from %s refused: missing or unknown bearer token", _peer(request))
+        return web.Response(status=401, text="unauthorized\n", headers={"WWW-Authenticate": "Bearer"})
+    if state.connections >= state.settings.limits.max_connections:
+        log.warning("OpAMP request from %s refused: %d connections open", _peer(request), state.connections)
+        return web.Response(status=503, text="too many connections\n", headers={"Retry-After": "30"})
+    state.connections += 1
+    try:
+        if request.method == "GET":
+            return await _websocket(request, environment)
+        return await _http(request, environment)
+    finally:
+        state.connections -= 1
+
+
+async def _http(request: web.Request, environment: str) -> web.Response:
+    fleet = request.app[FLEET]
+    if (
+        request.content_length is not None
+        and request.content_length > request.app[STATE].settings.limits.max_message_bytes
+    ):
+        log.warning("OpAMP request from %s refused: %d bytes", _peer(request), request.content_length)
+        return web.Response(status=413, text="message too large\n")
+    try:
+        body = await request.read()
+        message = protocol.decode(body)
+    except web.HTTPRequestEntityTooLarge:
+        log.warning("OpAMP request from %s refused: message too large", _peer(request))
+        return web.Response(status=413, text="message too large\n")
+    except protocol.ProtocolError as exc:
+        log.warning("OpAMP request from %s rejected: %s", _peer(request), exc)
+        return web.Response(status=400, text=f"{exc}\n")
+    reply = fleet.handle(message, token_environment=environment)
+    return web.Response(body=protocol.encode(reply), content_type=protocol.CONTENT_TYPE)
+
+
+async def _websocket(request: web.Request, environment: str) -> web.WebSocketResponse:
+    fleet, state = request.app[FLEET], request.app[STATE]
+    ws = web.WebSocketResponse(max_msg_size=state.settings.limits.max_message_bytes, autoping=True)
+    await ws.prepare(request)
+    uid = ""
+    try:
+        async for frame in ws:
+            if frame.type == WSMsgType.BINARY:
+                try:
+                    message = protocol.decode_ws(frame.data)
+                except protocol.ProtocolError as exc:
+                    log.warning("closing OpAMP connection from %s: %s", _peer(request), exc)
+                    await ws.close(code=1002, message=b"protocol error")
+                    break
+                reply = fleet.handle(message, token_environment=environment)
+                if reply.HasField("error_response"):
+                    await ws.send_bytes(protocol.encode_ws(reply))
+                    await ws.close(code=1008, message=b"refused")
+                    break
+                new_uid = reply.agent_identification.new_instance_uid or message.instance_uid
+                if protocol.uid_text(new_uid) != uid:
+                    state.sockets.pop(uid, None)
+                    uid = protocol.uid_text(new_uid)
+                    state.sockets[uid] = ws
+                await ws.send_bytes(protocol.encode_ws(reply))
+            elif frame.type == WSMsgType.TEXT:
+                log.warning("closing OpAMP connection from %s: text frame (OpAMP frames are binary)", _peer(request))
+                await ws.close(code=1003, message=b"binary frames only")
+                break
+            elif frame.type == WSMsgType.ERROR:
+                log.warning("OpAMP connection from %s ended: %s", _peer(request), ws.exception())
+                break
+    finally:
+        if uid:
+            if state.sockets.get(uid) is ws:
+                state.sockets.pop(uid, None)
+            fleet.mark_disconnected(uid)
+    return ws
+
+
+async def push_loop(app: web.Application, interval_s: float = 0.5) -> None:
+    """Advance rollouts on time and push new offers to agents connected by WebSocket, without waiting
+    for their next heartbeat."""
+    fleet, state = app[FLEET], app[STATE]
+    pushed: tuple[Any, ...] = ()
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            fleet.rollouts.evaluate()
+            generation = fleet.generation()
+            if generation == pushed:
+                continue
+            pushed = generation
+            for uid, ws in list(state.sockets.items()):
+                reply = fleet.push(uid)
+                if reply is not None and not ws.closed:
+                    await ws.send_bytes(protocol.encode_ws(reply))
+        except (ConnectionError, RuntimeError) as exc:
+            log.warning("push: %s", exc)
+
+
+# --- REST API, page, metrics ----------------------------------------------------------------------
+
+
+@web.middleware
+async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in ("/v1/opamp", "/healthz"):
+        return await handler(request)
+    token = _bearer(request)
+    if not token or not hmac.compare_digest(token.encode(), request.app[STATE].admin_token.encode()):
+        return web.json_response({"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"})
+    return await handler(request)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, sort_keys=True, default=str))
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    fleet = request.app[FLEET]
+    return _json([fleet.view(a) for a in fleet.store.list_agents()])
+
+
+async def show_agent(request: web.Request) -> web.Response:
+    fleet = request.app[FLEET]
+    agent = fleet.store.get_agent(request.match_info["uid"])
+    if agent is None:
+        return _json({"error": f"no agent {request.match_info['uid']}"}, 404)
+    return _json(fleet.view(agent))
+
+
+async def restart_agent(request: web.Request) -> web.Response:
+    try:
+        agent = request.app[FLEET].request_restart(request.match_info["uid"])
+    except KeyError:
+        return _json({"error": f"no agent {request.match_info['uid']}"}, 404)
+    return _json({"uid": agent.uid, "pending_command": agent.pending_command}, 202)
+
+
+async def put_overrides(request: web.Request) -> web.Response:
+    try:
+        overrides = await request.json()
+        agent = request.app[FLEET].set_overrides(request.match_info["uid"], overrides)
+    except KeyError:
+        return _json({"error": f"no agent {request.match_info['uid']}"}, 404)
+    except (ValueError, TypeError) as exc:
+        return _json({"error": str(exc)}, 400)
+    return _json(request.app[FLEET].view(agent))
+
+
+def _rollout_view(fleet: Fleet, rollout: Any) -> dict[str, Any]:
+    return {
+        "id": rollout.id,
+        "kind": rollout.kind,
+        "state": rollout.state,
+        "reason": rollout.reason,
+        "selector": rollout.selector,
+        "target": rollout.target,
+        "wave": rollout.current_wave,
+        "waves": [len(w) for w in rollout.waves],
+        "progress": round(fleet.rollouts.progress(rollout), 4),
+        "created_at": rollout.created_at,
+        "finished_at": rollout.finished_at,
+    }
+
+
+async def list_rollouts(request: web.Request) -> web.Response:
+    fleet = request.app[FLEET]
+    return _json([_rollout_view(fleet, r) for r in fleet.store.list_rollouts()])
+
+
+async def show_rollout(request: web.Request) -> web.Response:
+    fleet = request.app[FLEET]
+    rollout = fleet.store.get_rollout(request.match_info["id"])
+    if rollout is None:
+        return _json({"error": f"no rollout {request.match_info['id']}"}, 404)
+    return _json(_rollout_view(fleet, rollout))
+
+
+async def start_rollout(request: web.Request) -> web.Response:
+    fleet, state = request.app[FLEET], request.app[STATE]
+    try:
+        body = await request.json()
+        rollout = fleet.rollouts.start(
+            str(body.get("kind", "config")),
+            dict(body.get("selector") or {}),
+            dict(body.get("target") or {}),
+            canary=int(body.get("canary", 1)),
+            waves=[int(p) for p in body.get("waves", [25, 50, 100])],
+            wave_timeout_s=float(body.get("wave_timeout_s", state.settings.wave_timeout_s)),
+        )
+    except (RolloutError, ValueError, TypeError, KeyError) as exc:
+        return _json({"error": str(exc)}, 400)
+    log.info(
+        "rollout %s started: %s %s, waves %s", rollout.id, rollout.kind, rollout.target, [len(w) for w in rollout.waves]
+    )
+    return _json(_rollout_view(fleet, rollout), 201)
+
+
+async def abort_rollout(request: web.Request) -> web.Response:
+    fleet = request.app[FLEET]
+    try:
+        rollout = fleet.rollouts.abort(request.match_info["id"])
+    except RolloutError as exc:
+        return _json({"error": str(exc)}, 409)
+    return _json(_rollout_view(fleet, rollout))
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    return web.Response(text=metrics.exposition(request.app[FLEET]), content_type="text/plain", charset="utf-8")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def page(request: web.Request) -> web.Response:
+    fleet = request.app[FLEET]
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(v))}</td>"
+            for v in (
+                view["uid"],
+                view["status"],
+                view["environment"],
+                view["region"],
+                view["profile"],
+                view["version"],
+                view["config"]["status"],
+                view["config"]["reported"][:12],
+                "yes" if view["config"]["compliant"] else "no",
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(view["last_seen"])),
+            )
+        )
+        + "</tr>"
+        for view in (fleet.view(a) for a in fleet.store.list_agents())
+    )
+    rollouts = "".join(
+        f"<tr><td>{html.escape(r.id)}</td><td>{html.escape(r.kind)}</td><td>{html.escape(r.state)}</td>"
+        f"<td>{r.current_wave + 1}/{len(r.waves)}</td><td>{fleet.rollouts.progress(r):.0%}</td>"
+        f"<td>{html.escape(r.reason)}</td></tr>"
+        for r in reversed(fleet.store.list_rollouts())
+    )
+    body = PAGE.read_text(encoding="utf-8").replace("{{agents}}", rows).replace("{{rollouts}}", rollouts)
+    return web.Response(text=body, content_type="text/html")
+
+
+PAGE = Path(__file__).with_name("page.html")
+
+
+# --- assembly --------------------------------------------------------------------------------------
+
+
+def build_app(settings: ServerSettings, store: FleetStore | None = None) -> web.Application:
+    tokens = {environment: secret.value() for environment, secret in settings.tokens.items()}
+    state = ServerState(settings, tokens, settings.admin_token.value())
+    client_ca = None
+    if settings.client_ca is not None:
+        ca = settings.client_ca
+        client_ca = ClientCa(ca.cert_file, ca.key_file, ca.valid_days)
+    fleet = Fleet(
+        store or SqliteStore(settings.database),
+        FleetSettings(
+            configs_dir=settings.configs_dir, heartbeat_interval_s=settings.heartbeat_interval_s, client_ca=client_ca
+        ),
+        ConfigSource(settings.namespaces),
+    )
+    app = web.Application(middlewares=[admin_auth], client_max_size=settings.limits.max_message_bytes)
+    app[FLEET] = fleet
+    app[STATE] = state
+    app.router.add_route("GET", "/v1/opamp", opamp)
+    app.router.add_route("POST", "/v1/opamp", opamp)
+    app.router.add_get("/api/agents", list_agents)
+    app.router.add_get("/api/agents/{uid}", show_agent)
+    app.router.add_post("/api/agents/{uid}/restart", restart_agent)
+    app.router.add_put("/api/agents/{uid}/overrides", put_overrides)
+    app.router.add_get("/api/rollouts", list_rollouts)
+    app.router.add_post("/api/rollouts", start_rollout)
+    app.router.add_get("/api/rollouts/{id}", show_rollout)
+    app.router.add_post("/api/rollouts/{id}/abort", abort_rollout)
+    app.router.add_get("/metrics", prometheus)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", page)
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(push_loop(app))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        fleet.store.close()
+
+    app.cleanup_ctx.append(background)
+    return app
+
+
+def ssl_context(settings: ServerSettings) -> ssl.SSLContext | None:
+    if settings.tls is None:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(settings.tls.cert_file, settings.tls.key_file)
+    if settings.tls.client_ca_file is not None:
+        ctx.load_verify_locations(settings.tls.client_ca_file)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def check(settings: ServerSettings) -> list[str]:
+    """What `serve` would need, checked without serving: secrets readable, TLS files loadable, the
+    configs hierarchy present. Raises OtelstackError (or OSError/SSLError) naming what is wrong."""
+    for environment, secret in settings.tokens.items():
+        secret.value()
+        if not (settings.configs_dir / environment).is_dir():
+            raise OtelstackError(
+                f"configs_dir {settings.configs_dir} has no {environment}/ for the token of {environment}"
+            )
+    settings.admin_token.value()
+    try:
+        ssl_context(settings)
+    except (OSError, ssl.SSLError) as exc:
+        raise OtelstackError(f"tls: cannot load the certificate, key or CA: {exc}") from exc
+    transport = "plaintext (lab)"
+    if settings.tls is not None:
+        transport = "TLS with client certificates" if settings.tls.client_ca_file else "TLS"
+    environments = ", ".join(sorted(settings.tokens))
+    return [f"settings ok: environments {environments}, {transport}, listen {settings.listen}"]
+
+
+def serve(settings: ServerSettings) -> None:
+    host, port = settings.host_port
+    app = build_app(settings)
+    log.info(
+        "otelstack OpAMP server on %s://%s:%d/v1/opamp (environments: %s)",
+        "wss" if settings.tls else "ws",
+        host,
+        port,
+        ", ".join(sorted(settings.tokens)),
+    )
+    context = ssl_context(settings)
+    if context is not None and settings.tls is not None:
+        tls = settings.tls
+
+        def reload_certificates(*_: object) -> None:
+            """SIGHUP (systemctl reload): new handshakes use the renewed certificate; connections stay."""
+            try:
+                context.load_cert_chain(tls.cert_file, tls.key_file)
+                if tls.client_ca_file is not None:
+                    context.load_verify_locations(tls.client_ca_file)
+                log.info("TLS certificate reloaded from %s", tls.cert_file)
+            except (OSError, ssl.SSLError) as exc:
+                log.error("TLS certificate reload failed, keeping the loaded one: %s", exc)
+
+        signal.signal(signal.SIGHUP, reload_certificates)
+    web.run_app(app, host=host, port=port, ssl_context=context, print=None, access_log=None)

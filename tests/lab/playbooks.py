@@ -1,0 +1,38 @@
+"""Run the collection's playbooks against a molecule scenario's hosts, from that scenario's verifier."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(os.environ.get("OTELSTACK_ROOT", Path(__file__).resolve().parents[2]))
+
+
+def run_playbook(name: str | Path, *extra_vars: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook playbooks/NAME (or a path) against the scenario inventory, its group_vars included."""
+    env = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": os.environ["OTELSTACK_COLLECTIONS_PATH"],
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_STDOUT_CALLBACK": "default",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    args = [
+        "ansible-playbook",
+        "-i",
+        os.environ["MOLECULE_INVENTORY_FILE"],
+        str(name if isinstance(name, Path) else ROOT / "playbooks" / name),
+    ]
+    for var in extra_vars:
+        args += ["-e", var]
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
+def tail(result: subprocess.CompletedProcess[str], chars: int = 4000) -> str:
+    return result.stdout[-chars:] + result.stderr[-chars // 2 :]
+
+
+def output(result: subprocess.CompletedProcess[str]) -> str:
+    """All the run printed: the default callback writes failures (fatal: ...) to stderr."""
+    return result.stdout + result.stderr

@@ -1,0 +1,127 @@
+"""A real OpAMP server on 127.0.0.1 for the tests: the aiohttp app in a thread, SQLite in tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from otelstack.opamp.server import FLEET, build_app
+from otelstack.opamp.settings import ServerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+DEV_TOKEN = "dev-token-for-tests-0123456789"
+PROD_TOKEN = "prod-token-for-tests-0123456789"
+ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+
+
+def official_client(base_url: str, instance: str = "vm-17", token: str = DEV_TOKEN, environment: str = "dev"):  # type: ignore[no-untyped-def]
+    """The official Python OpAMP client (opentelemetry-opamp-client) for one agent, over HTTP."""
+    from opentelemetry._opamp.client import OpAMPClient
+
+    return OpAMPClient(
+        endpoint=f"{base_url}/v1/opamp",
+        headers={"Authorization": f"Bearer {token}"},
+        agent_identifying_attributes={"service.name": "otelcol-contrib", "service.instance.id": instance},
+        agent_non_identifying_attributes={
+            "deployment.environment.name": environment,
+            "cloud.region": "lab",
+            "otelstack.profile": "agent-vm",
+            "service.version": "0.159.0",
+        },
+        timeout_millis=5000,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings(tmp_path: Path, port: int, **extra: object) -> ServerSettings:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(exist_ok=True)
+    for name, value in (("dev", DEV_TOKEN), ("prod", PROD_TOKEN), ("admin", ADMIN_TOKEN)):
+        (secrets / name).write_text(value + "\n")
+    raw = {
+        "listen": f"127.0.0.1:{port}",
+        "configs_dir": str(CONFIGS),
+        "database": str(tmp_path / "fleet.db"),
+        "allow_insecure": True,
+        "tokens": {"dev": {"file": str(secrets / "dev")}, "prod": {"file": str(secrets / "prod")}},
+        "admin_token": {"file": str(secrets / "admin")},
+        "heartbeat_interval_s": 30,
+        **extra,
+    }
+    return ServerSettings.model_validate(raw)
+
+
+@dataclass
+class RunningServer:
+    port: int
+    app: web.Application
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    runner: web.AppRunner
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/opamp"
+
+    @property
+    def fleet(self):  # type: ignore[no-untyped-def]
+        return self.app[FLEET]
+
+    def call(self, fn):  # type: ignore[no-untyped-def]
+        """Run fn() on the server's loop thread (the fleet is not thread-safe) and return its result."""
+
+        async def run():  # type: ignore[no-untyped-def]
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+
+
+def start_server(server_settings: ServerSettings) -> RunningServer:
+    loop = asyncio.new_event_loop()
+    app = build_app(server_settings)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        host, port = server_settings.host_port
+        loop.run_until_complete(web.TCPSite(runner, host, port).start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(30), "server did not start"
+    return RunningServer(server_settings.host_port[1], app, loop, thread, runner)
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    running = start_server(settings(tmp_path, free_port()))
+    try:
+        yield running
+    finally:
+        running.stop()

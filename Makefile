@@ -23,13 +23,13 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # Runtime only: what `otelstack plan` needs.
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+$(VENV)/.runtime: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e .
 	@touch $@
 
 # Everything the tests need (Python side); system packages come from tests/lab/setup.sh.
-$(VENV)/.test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+$(VENV)/.test: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(VENV)/.runtime $@
 
 setup: $(VENV)/.test
@@ -58,8 +58,7 @@ unit: $(VENV)/.test
 
 check: lint unit
 
-# Molecule scenarios (systemd containers as VMs) join `make test` as the Ansible roles land:
-# every scenario under molecule/ runs; none exist yet.
+# Molecule scenarios (systemd containers as VMs): every scenario under molecule/ runs.
 SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 
 lab: $(VENV)/.test
@@ -68,7 +67,8 @@ lab: $(VENV)/.test
 molecule: lab
 	@if [ -z "$(SCENARIOS)" ]; then echo "molecule: no scenarios yet"; else bash tests/lab/run-molecule.sh $(SCENARIOS); fi
 
-test: check molecule
+# The lab set-up comes first: it installs nft, which the firewall unit tests run for real.
+test: lab check molecule
 
 bench: $(VENV)/.test
 	$(BIN)/python bench/render_fleet.py

@@ -36,10 +36,18 @@ fi
 mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 mirror=${mirror:-$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)}
 rootfs=$(mktemp -d /var/tmp/otelstack-rootfs.XXXXXX)
-trap 'rm -rf "$rootfs"' EXIT
+trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
 echo "lab: debootstrap bookworm from $mirror (about a minute)"
-debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,python3,python3-yaml,python3-cryptography,iproute2,ca-certificates,procps,openssl,sudo \
-  bookworm "$rootfs" "$mirror" >/dev/null
+# A bare host: what the roles need beyond this (python3-cryptography for the pki role, nftables,
+# chrony, python3-venv) they install themselves, so the scenarios prove that they do.
+packages=systemd,systemd-sysv,python3,python3-yaml,iproute2,ca-certificates,procps,openssl,sudo
+if ! debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 \
+  || ! chroot "$rootfs" python3 -c 'import yaml'; then
+  tail -n 40 "$rootfs.log" >&2
+  [[ -f "$rootfs/debootstrap/debootstrap.log" ]] && tail -n 40 "$rootfs/debootstrap/debootstrap.log" >&2
+  echo "lab: debootstrap of bookworm failed (log above)" >&2
+  exit 1
+fi
+
 tar -C "$rootfs" -c . | podman import - "$IMAGE" >/dev/null
 echo "lab: built $IMAGE"

@@ -5,7 +5,9 @@
 writes, per version and this machine's architecture, exactly the file names of the pinned release:
 ``otelcol-contrib_<v>_linux_<arch>.tar.gz`` (holding ``otelcol-contrib``), the plain binary
 ``opampsupervisor_<v>_linux_<arch>``, and one ``<artefact>.sha256`` per artefact (bare hex digest, as
-goreleaser's split checksums). The programs inside are stand-ins and say so (see their docstrings).
+goreleaser's split checksums). The programs inside are stand-ins and say so (see their docstrings);
+each is one executable file, a Python zip application holding the program and the modules it imports
+(shared.py, and opamp_wire.py for the supervisor), like the single static binaries upstream ships.
 Default versions: the pinned release and one before it, so upgrade and rollback can be exercised;
 ``--broken V`` adds a version whose collector validates configs but exits on start.
 """
@@ -17,6 +19,7 @@ import hashlib
 import io
 import platform
 import tarfile
+import zipfile
 from pathlib import Path
 
 from otelstack.catalog.versions import opampsupervisor, otelcol_contrib
@@ -35,9 +38,20 @@ def following(version: str) -> str:
     return f"{major}.{minor + 1}.{patch}"
 
 
+# program -> the modules of this directory it imports
+MODULES = {"otelcol_contrib.py": ["shared.py"], "opampsupervisor.py": ["shared.py", "opamp_wire.py"]}
+
+
 def program(name: str, version: str, broken: bool = False) -> bytes:
+    """An executable zip application: `#!/usr/bin/env python3`, then a zip whose __main__.py is the program."""
     text = (HERE / name).read_text(encoding="utf-8").replace("@VERSION@", version)
-    return text.replace("@BROKEN@", "yes" if broken else "no").encode()
+    text = text.replace("@BROKEN@", "yes" if broken else "no")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        members = [("__main__.py", text), *((m, (HERE / m).read_text(encoding="utf-8")) for m in MODULES[name])]
+        for member, data in members:
+            zf.writestr(zipfile.ZipInfo(member, date_time=(2026, 1, 1, 0, 0, 0)), data)
+    return b"#!/usr/bin/env python3\n" + buffer.getvalue()
 
 
 def write_checksum(path: Path) -> None:

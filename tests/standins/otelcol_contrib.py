@@ -14,12 +14,12 @@ the upstream archive layout. It implements the CLI surface the Ansible roles rel
 Structural checks: known top-level sections; pipelines reference defined components; every extension
 in service.extensions is defined. A config containing the key ``otelstack_standin_reject`` anywhere is
 rejected, so tests can force a validation failure that otelstack's own validator would not catch.
-Needs only Python 3 and PyYAML (python3-yaml on Debian).
+Needs only Python 3 and PyYAML (python3-yaml on Debian); build.py packs it with shared.py into one
+executable (a Python zip application).
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import ssl
@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import yaml
+from shared import expand_env, merge, seconds
 
 VERSION = "@VERSION@"
 # A build made with `build.py --broken VERSION` validates configs but dies on start, like a release
@@ -37,23 +38,6 @@ VERSION = "@VERSION@"
 BROKEN = "@BROKEN@" == "yes"
 BANNER = f"otelcol-contrib version {VERSION} (otelstack STAND-IN for tests, not the real collector)"
 SECTIONS = ("receivers", "processors", "exporters", "extensions", "connectors", "service")
-
-
-def expand_env(text: str) -> str:
-    """${env:NAME} → value (empty when unset), $$ → $ — as the collector does."""
-    out, i = [], 0
-    while i < len(text):
-        if text.startswith("$$", i):
-            out.append("$")
-            i += 2
-        elif text.startswith("${env:", i) and "}" in text[i:]:
-            end = text.index("}", i)
-            out.append(os.environ.get(text[i + 6 : end], ""))
-            i = end + 1
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
 
 
 def load(paths: list[str]) -> dict[str, Any]:
@@ -65,13 +49,6 @@ def load(paths: list[str]) -> dict[str, Any]:
             raise ValueError(f"{path}: a config must be a mapping")
         merged = merge(merged, doc)
     return merged
-
-
-def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def contains_key(node: Any, key: str) -> bool:
@@ -129,14 +106,6 @@ def server_context(tls: dict[str, Any]) -> ssl.SSLContext:
         ctx.load_verify_locations(tls["client_ca_file"])
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
-
-
-def seconds(duration: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    for suffix in ("ms", "s", "m", "h"):
-        if duration.endswith(suffix):
-            return float(duration[: -len(suffix)]) * units[suffix]
-    return float(duration)
 
 
 class Listener(threading.Thread):

@@ -36,7 +36,7 @@ options:
     type: str
     default: normal
   agent:
-    description: Level-5 (agent) overrides, same shape as a configs/ level file.
+    description: Level-5 (agent) overrides, same shape as a configs/ level file (C(collector) and C(supervisor)).
     type: dict
     default: {}
   component:
@@ -187,7 +187,8 @@ class LookupModule(LookupBase):
                     )
                 elif term == "supervisor":
                     rendered = render_supervisor_config(
-                        common["configs_dir"], common["env"], common["region"], profile=opt("profile")
+                        common["configs_dir"], common["env"], common["region"], profile=opt("profile"),
+                        agent=opt("agent") or None,
                     )
                 else:
                     raise AnsibleLookupError(

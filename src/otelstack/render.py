@@ -21,7 +21,7 @@ from otelstack.collector.overlays import apply_emergency, safe_minimal
 from otelstack.collector.supervisor import render_supervisor
 from otelstack.errors import ConfigValidationError
 from otelstack.layering import merge
-from otelstack.model.loader import load_spec
+from otelstack.model.loader import AgentLevel, load_spec
 from otelstack.model.spec import PlatformSpec, TlsMode
 from otelstack.security.layout import VM
 from otelstack.sizing import size_platform, sizing_markdown
@@ -145,7 +145,7 @@ def render_agent_config(
     *,
     profile: str = "agent-vm",
     namespace: Mapping[str, Any] | None = None,
-    agent: Mapping[str, Any] | None = None,
+    agent: AgentLevel = None,
     variant: Variant = "normal",
 ) -> RenderedConfig:
     """Levels 1–5 for one managed collector ("agent" in OpAMP's sense: any tier), validated."""
@@ -161,11 +161,13 @@ def render_safe_minimal_config(configs_dir: Path, env: str, region: str | None =
     return render_agent_config(configs_dir, env, region, variant="safe-minimal", **kw)
 
 
-def render_supervisor_for(spec: PlatformSpec, name: str) -> RenderedConfig:
+def render_supervisor_for(
+    spec: PlatformSpec, name: str, agent_overrides: Mapping[str, Any] | None = None
+) -> RenderedConfig:
     prof = profile(name)
     if not prof.supervised:
         raise ConfigValidationError(f"profile {name!r} is not supervised; supervised: {', '.join(SUPERVISED_PROFILES)}")
-    config = render_supervisor(spec, VM, name)
+    config = render_supervisor(spec, VM, name, agent_overrides)
     errors = [str(f) for f in validate_supervisor_config(config, source=f"supervisor/{name}.yaml")]
     if errors:
         raise ConfigValidationError(f"rendered supervisor config for {name} is invalid; nothing was written", errors)
@@ -174,9 +176,16 @@ def render_supervisor_for(spec: PlatformSpec, name: str) -> RenderedConfig:
 
 
 def render_supervisor_config(
-    configs_dir: Path, env: str, region: str | None = None, *, profile: str = "agent-vm"
+    configs_dir: Path,
+    env: str,
+    region: str | None = None,
+    *,
+    profile: str = "agent-vm",
+    agent: Mapping[str, Any] | None = None,
 ) -> RenderedConfig:
-    return render_supervisor_for(load_spec(configs_dir, env, region), profile)
+    """The supervisor config of one VM collector; its agent-level overrides (Ansible host_vars) apply to
+    the supervisor's own settings and travel in its description, so the OpAMP server renders them too."""
+    return render_supervisor_for(load_spec(configs_dir, env, region, agent=agent), profile, agent)
 
 
 @dataclass(frozen=True)

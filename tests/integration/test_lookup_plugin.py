@@ -170,3 +170,18 @@ def test_firewall_term_takes_the_roles_from_the_hosts_groups(tmp_path: Path) -> 
     from otelstack.security import nftables
 
     assert json.loads(result.stdout) == nftables.render([], {}, host="h")
+
+
+def test_supervisor_with_an_agent_level_equals_the_renderer(tmp_path: Path) -> None:
+    from otelstack.render import render_supervisor_config
+
+    level = {"tiers": {"agent": {"log_include+": ["/srv/app/*.log"]}}}
+    expr = (
+        f"lookup('otelstack.platform.otelstack', 'supervisor', configs_dir='{CONFIGS}', env='prod', "
+        "profile='agent-vm', agent={'tiers': {'agent': {'log_include+': ['/srv/app/*.log']}}})"
+    )
+    result = ansible_eval(expr, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = render_supervisor_config(CONFIGS, "prod", profile="agent-vm", agent=level).text
+    assert json.loads(result.stdout) == expected
+    assert "otelstack.agent_overrides" in expected

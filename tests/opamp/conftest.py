@@ -22,8 +22,15 @@ PROD_TOKEN = "prod-token-for-tests-0123456789"
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 
 
-def official_client(base_url: str, instance: str = "vm-17", token: str = DEV_TOKEN, environment: str = "dev"):  # type: ignore[no-untyped-def]
-    """The official Python OpAMP client (opentelemetry-opamp-client) for one agent, over HTTP."""
+def official_client(  # type: ignore[no-untyped-def]
+    base_url: str,
+    instance: str = "vm-17",
+    token: str = DEV_TOKEN,
+    environment: str = "dev",
+    attributes: dict[str, str] | None = None,
+):
+    """The official Python OpAMP client (opentelemetry-opamp-client) for one agent, over HTTP;
+    ``attributes`` adds non-identifying attributes to its description."""
     from opentelemetry._opamp.client import OpAMPClient
 
     return OpAMPClient(
@@ -35,6 +42,7 @@ def official_client(base_url: str, instance: str = "vm-17", token: str = DEV_TOK
             "cloud.region": "lab",
             "otelstack.profile": "agent-vm",
             "service.version": "0.159.0",
+            **(attributes or {}),
         },
         timeout_millis=5000,
     )

@@ -10,6 +10,7 @@ from typing import Any
 from opentelemetry._opamp.client import OpAMPClient
 from opentelemetry._opamp.proto import opamp_pb2 as pb
 
+from otelstack.collector.supervisor import overrides_attribute
 from otelstack.render import render_agent_config
 from tests.opamp.conftest import ADMIN_TOKEN, CONFIGS, DEV_TOKEN, RunningServer, official_client
 
@@ -89,3 +90,55 @@ def test_token_of_another_environment_is_refused(server: RunningServer) -> None:
     assert reply.HasField("error_response")
     assert "this token is for environment 'prod'" in reply.error_response.error_message
     assert not reply.HasField("remote_config")
+
+
+def test_host_overrides_in_the_description_are_rendered_like_the_hosts_own_file(server: RunningServer) -> None:
+    # What the otel_collector role writes for a host with otelstack_agent_overrides: the same overrides
+    # in the supervisor's description, so the config offered equals the host's file (level 5 on both).
+    host_level = {"tiers": {"agent": {"log_include+": ["/srv/app/*.log"]}}}
+    peer = official_client(server.http_url, attributes={"otelstack.agent_overrides": overrides_attribute(host_level)})
+    reply = peer.send(peer.build_full_state_message())
+    expected = render_agent_config(CONFIGS, "dev", "lab", profile="agent-vm", agent=host_level)
+    assert expected.sha256 != render_agent_config(CONFIGS, "dev", "lab", profile="agent-vm").sha256
+    assert reply.remote_config.config_hash == bytes.fromhex(expected.sha256)
+    assert "/srv/app/*.log" in reply.remote_config.config.config_map["otelstack.yaml"].body.decode()
+
+
+def test_server_overrides_stack_on_the_hosts_own(server: RunningServer) -> None:
+    host_level = {"tiers": {"agent": {"log_include+": ["/srv/app/*.log"]}}}
+    server_level = {"tiers": {"agent": {"log_include+": ["/srv/batch/*.log"]}}}
+    peer = official_client(server.http_url, attributes={"otelstack.agent_overrides": overrides_attribute(host_level)})
+    peer.send(peer.build_full_state_message())
+    (agent,) = api(server, "/api/agents")
+    put(server, f"/api/agents/{agent['uid']}/overrides", server_level)
+    body = peer.send(peer.build_heartbeat_message()).remote_config.config.config_map["otelstack.yaml"].body.decode()
+    assert "/srv/app/*.log" in body and "/srv/batch/*.log" in body
+
+
+def test_host_overrides_that_are_not_a_json_object_get_no_config_and_say_why(server: RunningServer) -> None:
+    peer = official_client(server.http_url, attributes={"otelstack.agent_overrides": "[1, 2"})
+    reply = peer.send(peer.build_full_state_message())
+    assert not reply.HasField("remote_config")
+    (agent,) = api(server, "/api/agents")
+    assert agent["config"]["desired"] == "" and not agent["config"]["compliant"]
+    assert "otelstack.agent_overrides: not JSON" in agent["config"]["render_error"]
+
+
+def test_host_overrides_are_validated_before_anything_is_offered(server: RunningServer) -> None:
+    bad = overrides_attribute({"sampling": {"tail": {"probabilistic_percentage": 120}}})
+    peer = official_client(server.http_url, attributes={"otelstack.agent_overrides": bad})
+    assert not peer.send(peer.build_full_state_message()).HasField("remote_config")
+    (agent,) = api(server, "/api/agents")
+    assert agent["config"]["desired"] == ""
+    assert "sampling.tail.probabilistic_percentage" in agent["config"]["render_error"]
+
+
+def put(server: RunningServer, path: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        server.http_url + path,
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())

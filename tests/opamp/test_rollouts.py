@@ -199,3 +199,31 @@ def test_package_rollout_offers_the_release(fleet: Fleet) -> None:
     package = reply.packages_available.packages["otelcol-contrib"]
     assert package.version == "0.160.0" and package.file.download_url == target["url"]
     assert package.file.content_hash == bytes.fromhex(target["sha256"])
+
+
+def test_a_variant_switch_rolls_out_the_baseline_revision_and_back(fleet: Fleet) -> None:
+    from otelstack.render import render_agent_config
+
+    sims = agents(fleet, 3)
+    emergency = render_agent_config(CONFIGS, "dev", "lab", profile="agent-vm", variant="emergency").sha256
+    rollout = fleet.rollouts.start("config", {"environment": "dev"}, {"variant": "emergency"}, canary=1, waves=[100])
+    assert rollout.target == {"configs_dir": str(CONFIGS), "variant": "emergency"}
+    assert set(rollout.expected.values()) == {emergency}
+    for _ in range(3):
+        heartbeat_all(sims)
+    assert all(sim.running == emergency for sim in sims)
+    assert fleet.rollouts.baseline() == {"configs_dir": str(CONFIGS), "variant": "emergency"}
+    back = fleet.rollouts.start("config", {"environment": "dev"}, {"variant": "normal"}, canary=1, waves=[100])
+    for _ in range(3):
+        heartbeat_all(sims)
+    assert fleet.store.get_rollout(back.id).state == "succeeded"  # type: ignore[union-attr]
+    assert all(sim.running == render_agent_config(CONFIGS, "dev", "lab", profile="agent-vm").sha256 for sim in sims)
+
+
+def test_unknown_variant_and_relative_paths_are_refused(fleet: Fleet) -> None:
+    agents(fleet, 1)
+    with pytest.raises(RolloutError, match="unknown variant 'panic'; allowed: normal, emergency, safe-minimal"):
+        fleet.rollouts.start("config", {"environment": "dev"}, {"variant": "panic"})
+    with pytest.raises(RolloutError, match="give an absolute path on the server's host"):
+        fleet.rollouts.start("config", {"environment": "dev"}, {"configs_dir": "configs"})
+    assert fleet.store.list_rollouts() == []

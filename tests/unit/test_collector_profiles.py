@@ -256,3 +256,27 @@ def test_supervisor_config_points_at_the_rendered_file_and_enables_rollback() ->
     assert sup["capabilities"]["accepts_remote_config"] is True
     with pytest.raises(Exception, match="not supervised"):
         render_supervisor_for(load_spec(CONFIGS, "prod"), "gateway-static")
+
+
+def test_supervisor_carries_the_hosts_agent_level_to_the_opamp_server() -> None:
+    import json
+
+    import yaml
+
+    from otelstack.render import render_supervisor_config
+
+    level = {
+        "tiers": {"agent": {"log_include+": ["/srv/app/*.log"]}},
+        "security": {"opamp": {"endpoint": "wss://o:1/v1/opamp"}},
+    }
+    sup = yaml.safe_load(render_supervisor_config(CONFIGS, "prod", profile="agent-vm", agent=level).text)
+    attributes = sup["agent"]["description"]["non_identifying_attributes"]
+    assert json.loads(attributes["otelstack.agent_overrides"]) == level
+    # Canonical (sorted, compact): the same overrides give the same bytes on every run.
+    assert attributes["otelstack.agent_overrides"] == json.dumps(level, sort_keys=True, separators=(",", ":"))
+    # The agent level applies to the supervisor's own settings too.
+    assert sup["server"]["endpoint"] == "wss://o:1/v1/opamp"
+    plain = yaml.safe_load(render_supervisor_config(CONFIGS, "prod", profile="agent-vm").text)
+    assert "otelstack.agent_overrides" not in plain["agent"]["description"]["non_identifying_attributes"]
+    with pytest.raises(Exception, match=r"sampling.tail.probabilistic_percentage"):
+        render_supervisor_config(CONFIGS, "prod", agent={"sampling": {"tail": {"probabilistic_percentage": 120}}})

@@ -3,11 +3,17 @@
 systemd runs the supervisor; the supervisor runs ``otelcol-contrib`` with the merge of its config files:
 our rendered collector config (``base``), then the supervisor's own telemetry and opamp-extension
 fragments, then the remote config from the OpAMP server. Before the first contact with the server the
-fallback config (the same rendered file) runs, so a new host collects from its first second. Keys are
+fallback config (the same rendered file) runs, so a new host collects from its first second. The
+host's agent-level overrides go to the server in the description (``otelstack.agent_overrides``), so
+its remote config carries them as the host's own file does. Keys are
 those of opampsupervisor in the pinned release (``supervisor:`` in catalog/components.yaml).
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
 
 from otelstack.collector.blocks import Config, env_ref
 from otelstack.model.spec import PlatformSpec, TlsMode
@@ -18,7 +24,19 @@ def collector_config_path(layout: VmLayout, profile: str) -> str:
     return f"{layout.config_dir}/{profile}.yaml"
 
 
-def render_supervisor(spec: PlatformSpec, layout: VmLayout, profile: str) -> Config:
+# Description attribute carrying the host's agent-level overrides (Ansible host_vars) to the OpAMP
+# server, so the config it offers the host is rendered from the same five levels as the host's own file.
+AGENT_OVERRIDES_ATTRIBUTE = "otelstack.agent_overrides"
+
+
+def overrides_attribute(overrides: Mapping[str, Any]) -> str:
+    """Canonical JSON (sorted keys, no spaces): equal overrides give byte-equal supervisor configs."""
+    return json.dumps(overrides, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def render_supervisor(
+    spec: PlatformSpec, layout: VmLayout, profile: str, agent_overrides: Mapping[str, Any] | None = None
+) -> Config:
     base = collector_config_path(layout, profile)
     mode = spec.security.tls.collectors_to_opamp
     tls: Config = {"insecure": True} if mode is TlsMode.INSECURE else {"ca_file": layout.ca_file}
@@ -56,6 +74,7 @@ def render_supervisor(spec: PlatformSpec, layout: VmLayout, profile: str) -> Con
                     "deployment.environment.name": spec.environment,
                     "otelstack.profile": profile,
                     **({"cloud.region": spec.region} if spec.region else {}),
+                    **({AGENT_OVERRIDES_ATTRIBUTE: overrides_attribute(agent_overrides)} if agent_overrides else {}),
                 }
             },
             "config_apply_timeout": "30s",

@@ -22,15 +22,28 @@ def load_spec(
     region: str | None = None,
     *,
     namespace: Mapping[str, Any] | None = None,
-    agent: Mapping[str, Any] | None = None,
+    agent: AgentLevel = None,
 ) -> PlatformSpec:
-    """Merge global → env → region (→ namespace → agent) and validate the result."""
+    """Merge global → env → region (→ namespace → agent) and validate the result.
+
+    ``agent`` is the agent level: one document, or named layers stacked in order (the OpAMP server puts
+    the host's own overrides first and its per-agent overrides on top)."""
     layers = hierarchy_layers(configs_dir, env, region)
     if namespace:
         layers.append(Layer(source="<namespace level>", data=namespace))
-    if agent:
-        layers.append(Layer(source="<agent level>", data=agent))
+    layers += agent_layers(agent)
     return spec_from_layers(layers, env=env, region=region)
+
+
+AgentLevel = Mapping[str, Any] | Sequence[Layer] | None
+
+
+def agent_layers(agent: AgentLevel) -> list[Layer]:
+    if not agent:
+        return []
+    if isinstance(agent, Mapping):
+        return [Layer(source="<agent level>", data=agent)]
+    return [layer for layer in agent if layer.data]
 
 
 def spec_from_layers(layers: Sequence[Layer], *, env: str, region: str | None) -> PlatformSpec:

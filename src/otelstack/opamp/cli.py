@@ -122,7 +122,9 @@ def cmd_rollout_start(args: argparse.Namespace) -> int:
         }
         kind = "package"
     else:
-        target = {"configs_dir": str(Path(args.configs).resolve()), "variant": args.variant}
+        target = {"variant": args.variant}
+        if args.configs:
+            target["configs_dir"] = args.configs
         kind = "config"
     body = {
         "kind": kind,
@@ -186,7 +188,10 @@ def register(sub: Any) -> None:
     rollout = fleet_sub.add_parser("rollout", help="staged rollouts of configs and collector releases")
     rollout_sub = rollout.add_subparsers(dest="rollout_command", required=True)
     start = rollout_sub.add_parser("start", help="start a rollout: canary, then waves")
-    start.add_argument("--configs", default="configs", help="the new configs/ revision (a directory the server reads)")
+    start.add_argument(
+        "--configs",
+        help="the new configs/ revision: a directory on the server's host (default: the revision it runs now)",
+    )
     start.add_argument("--variant", default="normal", choices=["normal", "emergency", "safe-minimal"])
     start.add_argument("--package", action="store_true", help="roll out a collector release instead")
     start.add_argument("--version", help="package: the release version")

@@ -1,6 +1,7 @@
 """The fleet: what the server answers to each AgentToServer message, whatever the transport.
 
-Keeps the registry current (description, health, effective config, remote config status, packages),
+Keeps the registry current (description, health, effective config, remote config status, packages,
+available components — asked for when the agent reports a hash the registry has no list for),
 asks for the full state after a sequence gap or from an unknown agent, assigns instance UIDs, offers the
 agent's desired config only when it differs from what the agent runs (never again after the agent
 reported it FAILED), offers packages and connection settings, and passes restart commands on.
@@ -8,6 +9,7 @@ reported it FAILED), offers packages and connection settings, and passes restart
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -104,6 +106,8 @@ class Fleet:
             return response
         if full_state:
             response.flags |= pb.ServerToAgentFlags_ReportFullState
+        if self._wants_components(agent, message):
+            response.flags |= pb.ServerToAgentFlags_ReportAvailableComponents
         if message.HasField("agent_disconnect"):
             agent.connected = False
             self.store.put_agent(agent)
@@ -159,6 +163,9 @@ class Fleet:
                 )
         if agent.remote_status == "APPLIED" and agent.healthy is not False and agent.remote_hash:
             agent.last_good_hash = agent.remote_hash
+        if message.HasField("available_components") and message.available_components.components:
+            agent.available_components = protocol.components(message.available_components.components)
+            agent.available_components_hash = message.available_components.hash.hex()
         if message.HasField("package_statuses"):
             agent.packages = {
                 name: {
@@ -168,6 +175,16 @@ class Fleet:
                 }
                 for name, st in message.package_statuses.packages.items()
             }
+
+    @staticmethod
+    def _wants_components(agent: AgentRecord, message: pb.AgentToServer) -> bool:
+        """An agent that reports only the hash of its components, for a list the registry does not hold,
+        is asked for the list (ServerToAgentFlags_ReportAvailableComponents)."""
+        if not agent.capabilities & CAP.AgentCapabilities_ReportsAvailableComponents:
+            return False
+        if not message.HasField("available_components") or message.available_components.components:
+            return False
+        return message.available_components.hash.hex() != agent.available_components_hash
 
     def _offer_config(self, agent: AgentRecord, response: pb.ServerToAgent) -> None:
         if not agent.capabilities & CAP.AgentCapabilities_AcceptsRemoteConfig or not agent.attributes:
@@ -269,14 +286,8 @@ class Fleet:
         agent = self.store.get_agent(uid)
         if agent is None:
             raise KeyError(uid)
-        desired = self.source.desired(
-            Path(self.rollouts.config_target(agent)["configs_dir"]),
-            environment=agent.environment,
-            region=agent.region,
-            profile=agent.profile,
-            namespace=agent.namespace,
-            overrides=overrides,
-        )
+        candidate = dataclasses.replace(agent, overrides=overrides)
+        desired = self.rollouts.desired_for(candidate, self.rollouts.config_target(agent))
         if desired.error:
             raise ValueError(desired.error)
         agent.overrides = overrides
@@ -316,6 +327,8 @@ class Fleet:
             "last_seen": agent.last_seen,
             "config": {
                 "desired": desired.sha256,
+                # Why there is no desired config (the agent's levels do not render or validate).
+                "render_error": desired.error,
                 "reported": agent.remote_hash,
                 "status": agent.remote_status,
                 "error": agent.remote_error,
@@ -326,6 +339,10 @@ class Fleet:
                 and agent.remote_status == "APPLIED",
             },
             "packages": agent.packages,
+            # kind -> the component types the agent's build has (receivers: [otlp, …], …)
+            "available_components": {
+                kind: sorted(detail["components"]) for kind, detail in agent.available_components.items()
+            },
             "health": agent.health,
             "attributes": agent.attributes,
         }

@@ -107,3 +107,16 @@ def health(component: pb.ComponentHealth) -> dict[str, Any]:
         "last_error": component.last_error,
         "components": {name: health(child) for name, child in component.component_health_map.items()},
     }
+
+
+def components(details: Any) -> dict[str, Any]:
+    """AvailableComponents.components (or a ComponentDetails' sub-components) as plain data:
+    name -> {"metadata": {...}, "components": {...}}. The collector reports kinds (receivers, …) at the
+    top and component types below them."""
+    return {
+        name: {
+            "metadata": {kv.key: _any_value(kv.value) for kv in detail.metadata},
+            "components": components(detail.sub_component_map),
+        }
+        for name, detail in details.items()
+    }

@@ -2,9 +2,11 @@
 
 An agent's identity comes from its description: ``deployment.environment.name`` (environment),
 ``cloud.region`` (region, optional), ``otelstack.profile`` (collector profile, default ``agent-vm``) and
-``k8s.namespace.name`` (namespace level, Kubernetes). Level 5 is the agent's overrides kept in the
-registry. Every config is rendered and validated by otelstack before it is offered; renders are cached
-by their inputs, so a fleet of identical agents costs one render.
+``k8s.namespace.name`` (namespace level, Kubernetes). Level 5 stacks two documents: the host's own
+overrides, which a VM supervisor reports in ``otelstack.agent_overrides`` (Ansible host_vars, so the
+offered config equals the host's file), then the overrides set on the server for the agent. Every
+config is rendered and validated by otelstack before it is offered; renders are cached by their
+inputs, so a fleet of identical agents costs one render.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from otelstack.collector.supervisor import AGENT_OVERRIDES_ATTRIBUTE
 from otelstack.errors import OtelstackError
+from otelstack.layering import Layer
 from otelstack.render import render_agent_config
 
 ENV_ATTRIBUTE = "deployment.environment.name"
 REGION_ATTRIBUTE = "cloud.region"
 PROFILE_ATTRIBUTE = "otelstack.profile"
 NAMESPACE_ATTRIBUTE = "k8s.namespace.name"
+HOST_OVERRIDES_ATTRIBUTE = AGENT_OVERRIDES_ATTRIBUTE
 CONFIG_FILE_NAME = "otelstack.yaml"
 CONTENT_TYPE = "text/yaml"
 
@@ -51,24 +56,31 @@ class ConfigSource:
         profile: str,
         namespace: str = "",
         overrides: dict[str, Any] | None = None,
+        host_overrides: str = "",
         variant: str = "normal",
     ) -> Desired:
+        """``host_overrides``: the JSON text the agent reported in ``otelstack.agent_overrides``."""
         if not environment:
             return Desired(error=f"the agent does not report {ENV_ATTRIBUTE}; no config can be chosen")
         key = json.dumps(
-            [str(configs_dir), environment, region, profile, namespace, overrides or {}, variant], sort_keys=True
+            [str(configs_dir), environment, region, profile, namespace, overrides or {}, host_overrides, variant],
+            sort_keys=True,
         )
         cached = self._cache.get(key)
         if cached is not None:
             return cached
         try:
+            agent = [
+                Layer(f"<agent level: the host's {HOST_OVERRIDES_ATTRIBUTE}>", parse_host_overrides(host_overrides)),
+                Layer("<agent level: overrides set on the OpAMP server>", overrides or {}),
+            ]
             rendered = render_agent_config(
                 Path(configs_dir),
                 environment,
                 region or None,
                 profile=profile,
                 namespace=self.namespaces.get(namespace) if namespace else None,
-                agent=overrides or None,
+                agent=agent,
                 variant=variant,  # type: ignore[arg-type]
             )
             result = Desired(text=rendered.text, sha256=rendered.sha256)
@@ -78,3 +90,15 @@ class ConfigSource:
             self._cache.clear()
         self._cache[key] = result
         return result
+
+
+def parse_host_overrides(text: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise OtelstackError(f"{HOST_OVERRIDES_ATTRIBUTE}: not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise OtelstackError(f"{HOST_OVERRIDES_ATTRIBUTE}: must be a JSON object (a configs/ level document)")
+    return value

@@ -2,7 +2,8 @@
 and healthy before the next one starts. A failure or a timeout stops the rollout; the released agents
 are offered the baseline again (the config they ran before), and the rollout says why.
 
-Two kinds: ``config`` (a new configs/ revision, given as a directory, and a variant) and ``package``
+Two kinds: ``config`` (a configs/ revision, given as a directory — the baseline's when none is given —
+and a variant) and ``package``
 (a collector release: name, version, download URL and SHA-256).
 """
 
@@ -17,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from otelstack.errors import OtelstackError
-from otelstack.opamp.remote_config import ConfigSource
+from otelstack.opamp.remote_config import HOST_OVERRIDES_ATTRIBUTE, ConfigSource
 from otelstack.opamp.store import AgentRecord, FleetStore, RolloutRecord
+from otelstack.render import VARIANTS
 
 BASELINE_KEY = "baseline"
 _UNKNOWN = object()
@@ -108,6 +110,7 @@ class Rollouts:
             profile=agent.profile or "agent-vm",
             namespace=agent.namespace,
             overrides=agent.overrides,
+            host_overrides=str(agent.attributes.get(HOST_OVERRIDES_ATTRIBUTE) or ""),
             variant=target.get("variant", "normal"),
         )
 
@@ -131,7 +134,14 @@ class Rollouts:
             raise RolloutError(f"no agent matches {selector}")
         expected: dict[str, str] = {}
         if kind == "config":
-            target = {"configs_dir": str(target["configs_dir"]), "variant": str(target.get("variant", "normal"))}
+            # No configs_dir: the baseline's revision (a variant switch, such as the emergency one).
+            configs_dir = target.get("configs_dir") or self.baseline()["configs_dir"]
+            target = {"configs_dir": str(configs_dir), "variant": str(target.get("variant", "normal"))}
+            if target["variant"] not in VARIANTS:
+                raise RolloutError(f"unknown variant {target['variant']!r}; allowed: {', '.join(VARIANTS)}")
+            if not Path(target["configs_dir"]).is_absolute():
+                where = target["configs_dir"]
+                raise RolloutError(f"configs directory {where}: give an absolute path on the server's host")
             if not Path(target["configs_dir"]).is_dir():
                 raise RolloutError(f"configs directory {target['configs_dir']} does not exist")
             errors = []

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 
 @dataclass
@@ -43,6 +43,9 @@ class AgentRecord:
     offered_at: float = 0.0
     overrides: dict[str, Any] = field(default_factory=dict)
     packages: dict[str, Any] = field(default_factory=dict)
+    # The components the agent's build has (kind -> type -> metadata), for the hash it last reported.
+    available_components: dict[str, Any] = field(default_factory=dict)
+    available_components_hash: str = ""
     pending_command: str = ""
     settings_offered: str = ""
     connected: bool = False
@@ -68,6 +71,9 @@ class RolloutRecord:
     expected: dict[str, str] = field(default_factory=dict)
 
 
+R = TypeVar("R", AgentRecord, RolloutRecord)
+
+
 class FleetStore(Protocol):
     def get_agent(self, uid: str) -> AgentRecord | None: ...
     def put_agent(self, agent: AgentRecord) -> None: ...
@@ -80,6 +86,14 @@ class FleetStore(Protocol):
     def get_meta(self, key: str) -> str | None: ...
     def put_meta(self, key: str, value: str) -> None: ...
     def close(self) -> None: ...
+
+
+def record(kind: type[R], doc: str) -> R:
+    """A stored document as its record: fields added since it was written take their defaults, and fields
+    it has that this version does not know (written by a newer server) are ignored, so the registry
+    survives upgrades and a rollback of the server."""
+    known = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in json.loads(doc).items() if k in known})
 
 
 SCHEMA = """
@@ -107,7 +121,7 @@ class SqliteStore:
 
     def get_agent(self, uid: str) -> AgentRecord | None:
         doc = self._doc("agents", "uid", uid)
-        return None if doc is None else AgentRecord(**json.loads(doc))
+        return None if doc is None else record(AgentRecord, doc)
 
     def put_agent(self, agent: AgentRecord) -> None:
         self._db.execute(
@@ -116,11 +130,11 @@ class SqliteStore:
         )
 
     def list_agents(self) -> list[AgentRecord]:
-        return [AgentRecord(**json.loads(doc)) for (doc,) in self._db.execute("SELECT doc FROM agents ORDER BY uid")]
+        return [record(AgentRecord, doc) for (doc,) in self._db.execute("SELECT doc FROM agents ORDER BY uid")]
 
     def get_rollout(self, rollout_id: str) -> RolloutRecord | None:
         doc = self._doc("rollouts", "id", rollout_id)
-        return None if doc is None else RolloutRecord(**json.loads(doc))
+        return None if doc is None else record(RolloutRecord, doc)
 
     def put_rollout(self, rollout: RolloutRecord) -> None:
         self._db.execute(
@@ -130,7 +144,7 @@ class SqliteStore:
 
     def list_rollouts(self) -> list[RolloutRecord]:
         rows = self._db.execute("SELECT doc FROM rollouts ORDER BY created")
-        return [RolloutRecord(**json.loads(doc)) for (doc,) in rows]
+        return [record(RolloutRecord, doc) for (doc,) in rows]
 
     def put_config(self, config_hash: str, text: str) -> None:
         self._db.execute("INSERT OR IGNORE INTO configs (hash, text) VALUES (?, ?)", (config_hash, text))

@@ -8,19 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import testinfra
+from conftest import AGENTS, GATEWAYS, HOST_LEVEL, INVENTORY, ROOT, host
 
 from otelstack.render import render_agent_config
-
-ROOT = Path(os.environ["OTELSTACK_ROOT"])
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
-GATEWAYS = ("gateway-1", "gateway-2")
-AGENTS = ("agent-1", "agent-2")
-
-
-def host(name: str):  # type: ignore[no-untyped-def]
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
-
 
 REPORT = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "verify-report.json"
 
@@ -30,8 +20,19 @@ def verify_run() -> subprocess.CompletedProcess[str]:
     REPORT.unlink(missing_ok=True)
     env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_STDOUT_CALLBACK": "default"}
     return subprocess.run(
-        ["ansible-playbook", "-i", INVENTORY, "-e", f"otelstack_verify_report={REPORT}", str(ROOT / "playbooks" / "verify.yml")],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
+        [
+            "ansible-playbook",
+            "-i",
+            INVENTORY,
+            "-e",
+            f"otelstack_verify_report={REPORT}",
+            str(ROOT / "playbooks" / "verify.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
 
 
@@ -54,8 +55,10 @@ def test_every_agent_completes_mtls_with_every_gateway_and_plain_clients_are_ref
 @pytest.mark.parametrize("name", GATEWAYS + AGENTS)
 def test_each_host_runs_the_plan_config(name: str) -> None:
     profile = "gateway" if name in GATEWAYS else "agent-vm"
-    expected = render_agent_config(ROOT / "configs", "dev", "lab", profile=profile)
+    expected = render_agent_config(ROOT / "configs", "dev", "lab", profile=profile, agent=HOST_LEVEL.get(name))
     assert host(name).file(f"/etc/otelcol-contrib/{profile}.yaml").sha256sum == expected.sha256
+    if name in HOST_LEVEL:
+        assert "/srv/app/*.log" in expected.text
 
 
 def test_one_ca_for_the_whole_platform() -> None:
@@ -77,5 +80,7 @@ def test_the_opamp_server_serves_the_platform() -> None:
     # The agents' supervisors are configured for it (configs/dev/lab: ws://opamp-1:4320/v1/opamp).
     supervisor = host("agent-1").file("/etc/otelcol-contrib/supervisor.yaml").content_string
     assert "ws://opamp-1:4320/v1/opamp" in supervisor
-    health = "python3 -c \"import urllib.request as u; print(u.urlopen('http://opamp-1:4320/healthz').read().decode())\""
+    health = (
+        "python3 -c \"import urllib.request as u; print(u.urlopen('http://opamp-1:4320/healthz').read().decode())\""
+    )
     assert host("agent-1").check_output(health).strip() == "ok"

@@ -29,6 +29,13 @@ def description(environment: str = "dev", region: str = "lab", **extra: str) -> 
     )
 
 
+def decode(frame: bytes) -> pb.ServerToAgent:
+    """A ServerToAgent from a WebSocket frame (after the OpAMP header byte)."""
+    reply = pb.ServerToAgent()
+    reply.ParseFromString(frame[1:])
+    return reply
+
+
 class WsAgent:
     def __init__(self, url: str, uid: bytes, token: str, capabilities: int = CAPS, **attributes: str) -> None:
         self.url, self.uid, self.token, self.seq = url, uid, token, 0
@@ -37,8 +44,11 @@ class WsAgent:
         self.applied = ""
         self.ws: Any = None
 
-    async def connect(self) -> None:
-        self.ws = await websockets.connect(self.url, additional_headers={"Authorization": f"Bearer {self.token}"})
+    async def connect(self, **options: Any) -> None:
+        """Open the WebSocket; `options` go to websockets.connect (the bench turns its pings off)."""
+        self.ws = await websockets.connect(
+            self.url, additional_headers={"Authorization": f"Bearer {self.token}"}, **options
+        )
 
     async def post(self, **fields: Any) -> None:
         message = pb.AgentToServer(
@@ -52,9 +62,7 @@ class WsAgent:
         return await self.receive()
 
     async def receive(self, timeout: float = 10) -> pb.ServerToAgent:
-        reply = pb.ServerToAgent()
-        reply.ParseFromString((await asyncio.wait_for(self.ws.recv(), timeout))[1:])
-        return reply
+        return decode(await asyncio.wait_for(self.ws.recv(), timeout))
 
     def _applied(self, reply: pb.ServerToAgent) -> pb.RemoteConfigStatus:
         self.applied = reply.remote_config.config_hash.hex()
@@ -69,11 +77,14 @@ class WsAgent:
     async def register(self) -> None:
         await self.apply(await self.send(agent_description=self.description, health=pb.ComponentHealth(healthy=True)))
 
+    async def apply_pushed(self, reply: pb.ServerToAgent) -> bool:
+        """Report APPLIED for a config the server pushed, without waiting for its reply; False: none offered."""
+        if not reply.HasField("remote_config"):
+            return False
+        await self.post(remote_config_status=self._applied(reply), health=pb.ComponentHealth(healthy=True))
+        return True
+
     async def listen(self) -> None:
         """Apply what the server pushes, until cancelled (the server's reply to a status has nothing new)."""
         while True:
-            frame = await self.ws.recv()
-            reply = pb.ServerToAgent()
-            reply.ParseFromString(frame[1:])
-            if reply.HasField("remote_config"):
-                await self.post(remote_config_status=self._applied(reply), health=pb.ComponentHealth(healthy=True))
+            await self.apply_pushed(decode(await self.ws.recv()))

@@ -14,6 +14,7 @@ def run_playbook(name: str | Path, *extra_vars: str, timeout: int = 900) -> subp
     env = {
         **os.environ,
         "ANSIBLE_COLLECTIONS_PATH": os.environ["OTELSTACK_COLLECTIONS_PATH"],
+        "ANSIBLE_CONNECTION_PLUGINS": str(ROOT / "tests" / "lab" / "connection_plugins"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_STDOUT_CALLBACK": "default",
         "ANSIBLE_FORCE_COLOR": "0",

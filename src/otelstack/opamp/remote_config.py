@@ -25,7 +25,6 @@ ENV_ATTRIBUTE = "deployment.environment.name"
 REGION_ATTRIBUTE = "cloud.region"
 PROFILE_ATTRIBUTE = "otelstack.profile"
 NAMESPACE_ATTRIBUTE = "k8s.namespace.name"
-HOST_OVERRIDES_ATTRIBUTE = AGENT_OVERRIDES_ATTRIBUTE
 CONFIG_FILE_NAME = "otelstack.yaml"
 CONTENT_TYPE = "text/yaml"
 
@@ -71,7 +70,7 @@ class ConfigSource:
             return cached
         try:
             agent = [
-                Layer(f"<agent level: the host's {HOST_OVERRIDES_ATTRIBUTE}>", parse_host_overrides(host_overrides)),
+                Layer(f"<agent level: the host's {AGENT_OVERRIDES_ATTRIBUTE}>", parse_host_overrides(host_overrides)),
                 Layer("<agent level: overrides set on the OpAMP server>", overrides or {}),
             ]
             rendered = render_agent_config(
@@ -98,7 +97,7 @@ def parse_host_overrides(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise OtelstackError(f"{HOST_OVERRIDES_ATTRIBUTE}: not JSON ({exc})") from None
+        raise OtelstackError(f"{AGENT_OVERRIDES_ATTRIBUTE}: not JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise OtelstackError(f"{HOST_OVERRIDES_ATTRIBUTE}: must be a JSON object (a configs/ level document)")
+        raise OtelstackError(f"{AGENT_OVERRIDES_ATTRIBUTE}: must be a JSON object (a configs/ level document)")
     return value

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from otelstack.collector.supervisor import AGENT_OVERRIDES_ATTRIBUTE
 from otelstack.errors import OtelstackError
-from otelstack.opamp.remote_config import HOST_OVERRIDES_ATTRIBUTE, ConfigSource
+from otelstack.opamp.remote_config import ConfigSource
 from otelstack.opamp.store import AgentRecord, FleetStore, RolloutRecord
 from otelstack.render import VARIANTS
 
@@ -110,7 +111,7 @@ class Rollouts:
             profile=agent.profile or "agent-vm",
             namespace=agent.namespace,
             overrides=agent.overrides,
-            host_overrides=str(agent.attributes.get(HOST_OVERRIDES_ATTRIBUTE) or ""),
+            host_overrides=str(agent.attributes.get(AGENT_OVERRIDES_ATTRIBUTE) or ""),
             variant=target.get("variant", "normal"),
         )
 

@@ -21,8 +21,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "inventories" / "lab"
@@ -58,6 +62,22 @@ def changed_total(recap: str) -> int:
     return sum(int(n) for n in re.findall(r"changed=(\d+)", recap))
 
 
+def lab_hosts(group: dict[str, Any]) -> list[str]:
+    return [
+        *(group.get("hosts") or {}),
+        *(h for child in (group.get("children") or {}).values() for h in lab_hosts(child)),
+    ]
+
+
+def pipelined_inventory() -> Path:
+    """A second inventory source setting ansible_connection=podman on the lab's hosts: host vars win over
+    the lab's group_vars, and tasks delegated to localhost keep the local connection."""
+    hosts = lab_hosts(yaml.safe_load((INVENTORY / "hosts.yml").read_text())["all"])
+    path = Path(tempfile.mkdtemp(prefix="otelstack-bench-")) / "pipelined.yml"
+    path.write_text(yaml.safe_dump({"all": {"hosts": {h: {"ansible_connection": "podman"} for h in hosts}}}))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="leave the lab running")
@@ -69,7 +89,7 @@ def main() -> None:
     lab = ["-i", str(INVENTORY)]
     if args.pipelined:
         env["ANSIBLE_CONNECTION_PLUGINS"] = str(ROOT / "tests" / "lab" / "connection_plugins")
-        lab += ["-e", "ansible_connection=podman"]
+        lab += ["-i", str(pipelined_inventory())]
     timed([*playbook, str(ROOT / "playbooks" / "lab.yml"), "-e", "lab_state=absent"], env, "removing any old lab")
     shutil.rmtree(ROOT / ".cache" / "lab", ignore_errors=True)
     timed([*playbook, str(ROOT / "playbooks" / "lab.yml")], env, "creating the lab")

@@ -157,3 +157,25 @@ async def _healthz(server: RunningServer) -> int:
 
     async with aiohttp.ClientSession() as session, session.get(server.http_url + "/healthz") as response:
         return response.status
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_permessage_deflate_only_when_the_settings_ask_for_it(tmp_path: Path, enabled: bool) -> None:
+    # Off by default: zlib state costs about 115 KiB per connected agent (bench/opamp_fleet.py).
+    from tests.opamp.conftest import free_port
+
+    running = start_server(settings(tmp_path, free_port(), limits={"websocket_compression": enabled}))
+    try:
+
+        async def scenario() -> str:
+            agent = WsAgent(running.ws_url, b"\x77" * 16)
+            await agent.connect()  # the websockets client offers permessage-deflate
+            await agent.register()
+            negotiated = agent.ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            await agent.ws.close()
+            return str(negotiated)
+
+        negotiated = asyncio.run(scenario())
+    finally:
+        running.stop()
+    assert ("permessage-deflate" in negotiated) is enabled

@@ -26,6 +26,7 @@ from aiohttp import WSMsgType, web
 from otelstack.errors import OtelstackError
 from otelstack.opamp import metrics, protocol
 from otelstack.opamp.certificates import ClientCa
+from otelstack.opamp.descriptors import AcceptErrorThrottle, connection_limit, open_files_limit, raise_open_files_limit
 from otelstack.opamp.fleet import Fleet, FleetSettings
 from otelstack.opamp.remote_config import ConfigSource
 from otelstack.opamp.rollout import RolloutError
@@ -45,6 +46,8 @@ class ServerState:
         self.tokens = tokens
         self.admin_token = admin_token
         self.connections = 0
+        # limits.max_connections, lowered to what the process's open-file limit allows
+        self.max_connections = connection_limit(settings.limits.max_connections, open_files_limit())
         self.sockets: dict[str, web.WebSocketResponse] = {}
 
 
@@ -74,7 +77,7 @@ async def opamp(request: web.Request) -> web.StreamResponse:
     if environment is None:
         log.warning("OpAMP request from %s refused: missing or unknown bearer token", _peer(request))
         return web.Response(status=401, text="unauthorized\n", headers={"WWW-Authenticate": "Bearer"})
-    if state.connections >= state.settings.limits.max_connections:
+    if state.connections >= state.max_connections:
         log.warning("OpAMP request from %s refused: %d connections open", _peer(request), state.connections)
         return web.Response(status=503, text="too many connections\n", headers={"Retry-After": "30"})
     state.connections += 1
@@ -109,7 +112,10 @@ async def _http(request: web.Request, environment: str) -> web.Response:
 
 async def _websocket(request: web.Request, environment: str) -> web.WebSocketResponse:
     fleet, state = request.app[FLEET], request.app[STATE]
-    ws = web.WebSocketResponse(max_msg_size=state.settings.limits.max_message_bytes, autoping=True)
+    limits = state.settings.limits
+    ws = web.WebSocketResponse(
+        max_msg_size=limits.max_message_bytes, autoping=True, compress=limits.websocket_compression
+    )
     await ws.prepare(request)
     uid = ""
     try:
@@ -353,6 +359,7 @@ def build_app(settings: ServerSettings, store: FleetStore | None = None) -> web.
     app.router.add_get("/", page)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
+        asyncio.get_running_loop().set_exception_handler(AcceptErrorThrottle())
         task = asyncio.create_task(push_loop(app))
         yield
         task.cancel()
@@ -399,6 +406,7 @@ def check(settings: ServerSettings) -> list[str]:
 
 def serve(settings: ServerSettings) -> None:
     host, port = settings.host_port
+    raise_open_files_limit()
     app = build_app(settings)
     log.info(
         "otelstack OpAMP server on %s://%s:%d/v1/opamp (environments: %s)",

@@ -63,6 +63,11 @@ class ClientCaSettings(Strict):
 class Limits(Strict):
     max_message_bytes: int = Field(4 * 1024 * 1024, gt=1024, description="largest OpAMP message accepted")
     max_connections: int = Field(10_000, gt=0, description="WebSocket connections and HTTP requests at once")
+    websocket_compression: bool = Field(
+        False,
+        description="accept permessage-deflate on WebSocket connections: smaller remote configs on the wire, "
+        "but about 115 KiB more memory per connected agent (zlib state per connection)",
+    )
 
 
 class ServerSettings(Strict):

@@ -47,8 +47,8 @@ $(COLLECTION_LINK):
 	ln -sfn $(CURDIR) $@
 
 lint: $(VENV)/.test $(COLLECTION_LINK)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench molecule playbooks/files
+	$(BIN)/ruff format --check src tests bench molecule playbooks/files
 	$(BIN)/mypy
 	$(BIN)/yamllint -s $(ANSIBLE_DIRS) .config galaxy.yml meta .ansible-lint .yamllint
 	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/ansible-lint -q $(ANSIBLE_DIRS)

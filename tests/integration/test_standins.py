@@ -8,8 +8,10 @@ import os
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -184,3 +186,53 @@ def test_verify_probe_tells_accepted_refused_untrusted_and_down(standin: Path, t
         assert (code, out["outcome"]) == (4, "server-certificate-rejected")
     code, out = probe("localhost", str(free_port()), str(pki.ca))
     assert (code, out["outcome"]) == (5, "no-answer")
+
+
+def test_a_refused_client_always_reads_the_alert(standin: Path, tmp_path: Path) -> None:
+    """The stand-in drains a refused connection before closing it, so the client never gets a bare reset."""
+    pki = make_pki(tmp_path / "pki")
+    otlp, health, metrics = free_port(), free_port(), free_port()
+    with serving(standin, mtls_config(pki, otlp, health, metrics), tmp_path):
+        outcomes = [probe("localhost", str(otlp), str(pki.ca)) for _ in range(20)]
+    assert {(code, out["outcome"], out["reason"]) for code, out in outcomes} == {
+        (3, "client-refused", "TLSV13_ALERT_CERTIFICATE_REQUIRED")
+    }
+
+
+@pytest.mark.parametrize(
+    ("server_does", "outcome", "reason"),
+    [
+        ("reset", "client-refused", "closed without a word after the handshake"),
+        ("close", "client-refused", "closed without a word after the handshake"),
+        ("speak", "accepted", None),
+    ],
+)
+def test_verify_probe_reads_what_the_server_does_after_the_handshake(
+    tmp_path: Path, server_does: str, outcome: str, reason: str | None
+) -> None:
+    """A server that resets or closes the connection right after the handshake (as one may when it refuses
+    the client and its alert is lost) has refused the client; one that speaks first has accepted it."""
+    pki = make_pki(tmp_path / "pki")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve_one() -> None:
+            raw, _ = listener.accept()
+            with ctx.wrap_socket(raw, server_side=True) as conn:
+                if server_does == "reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                elif server_does == "speak":
+                    conn.sendall(b"\0\0\0\4")  # the start of an HTTP/2 SETTINGS frame
+                    time.sleep(1)
+
+        server = threading.Thread(target=serve_one, daemon=True)
+        server.start()
+        code, out = probe("127.0.0.1", str(port), str(pki.ca))
+        server.join(timeout=10)
+    assert (code, out["outcome"], out["tls_version"]) == (0 if outcome == "accepted" else 3, outcome, "TLSv1.3"), out
+    if reason is None:
+        assert "reason" not in out, out
+    else:
+        assert str(out["reason"]).startswith(reason), out

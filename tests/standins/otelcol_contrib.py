@@ -147,10 +147,24 @@ class Listener(threading.Thread):
             if ctx is not None:
                 conn = ctx.wrap_socket(conn, server_side=True)
             conn.recv(1)
-        except (OSError, ssl.SSLError):
+        except ssl.SSLError:
+            drain(conn)
+        except OSError:
             pass
         finally:
             conn.close()
+
+
+def drain(conn: socket.socket) -> None:
+    """After a refused handshake (the alert is already sent): read what the client still sends until it
+    closes, so closing here never resets the connection and discards the alert before the client reads it."""
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(2)
+        while conn.recv(4096):
+            pass
+    except OSError:
+        pass
 
     def stop(self) -> None:
         self.sock.close()

@@ -45,8 +45,9 @@ def test_supervisor_runs_the_collector_hardened(host) -> None:  # type: ignore[n
 def test_listens_on_the_rendered_ports(host) -> None:  # type: ignore[no-untyped-def]
     for spec in ("tcp://127.0.0.1:4317", "tcp://127.0.0.1:4318", "tcp://0.0.0.0:13133", "tcp://0.0.0.0:8888"):
         assert host.socket(spec).is_listening, spec
-    assert "Server available" in host.check_output("python3 -c \"import urllib.request as u; "
-                                                   "print(u.urlopen('http://127.0.0.1:13133/').read().decode())\"")
+    assert "Server available" in host.check_output(
+        "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:13133/').read().decode())\""
+    )
 
 
 def test_secrets_only_in_the_0600_env_file(host) -> None:  # type: ignore[no-untyped-def]
@@ -57,8 +58,11 @@ def test_secrets_only_in_the_0600_env_file(host) -> None:  # type: ignore[no-unt
 
 
 def test_state_directories_belong_to_the_service(host) -> None:  # type: ignore[no-untyped-def]
-    for path in ("/var/lib/otelcol-contrib/queue", "/var/lib/otelcol-contrib/checkpoints",
-                 "/var/lib/otelcol-contrib/supervisor"):
+    for path in (
+        "/var/lib/otelcol-contrib/queue",
+        "/var/lib/otelcol-contrib/checkpoints",
+        "/var/lib/otelcol-contrib/supervisor",
+    ):
         d = host.file(path)
         assert d.is_directory and d.user == "otelcol"
     assert host.file("/var/lib/otelcol-contrib/supervisor/effective.yaml").exists
@@ -73,8 +77,12 @@ def test_state_absent_removes_everything_it_added(host) -> None:  # type: ignore
 
     result = run_playbook(Path(__file__).parents[1] / "converge.yml", "otel_collector_state=absent")
     assert result.returncode == 0, tail(result)
-    for path in ("/opt/otelcol-contrib", "/etc/otelcol-contrib", "/var/lib/otelcol-contrib",
-                 "/etc/systemd/system/opampsupervisor.service"):
+    for path in (
+        "/opt/otelcol-contrib",
+        "/etc/otelcol-contrib",
+        "/var/lib/otelcol-contrib",
+        "/etc/systemd/system/opampsupervisor.service",
+    ):
         assert not host.file(path).exists, path
     assert not host.user("otelcol").exists
     assert host.run("pgrep -f '[o]telcol-contrib'").rc != 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,26 +11,16 @@ from otelstack.render import render_agent_config
 ROOT = Path(os.environ["OTELSTACK_ROOT"])
 TLS = "/etc/otelcol-contrib/tls"
 
-# Runs inside the gateway: a TLS 1.3 handshake to the OTLP gRPC port, verifying the server by its name.
-HANDSHAKE = """
-import socket, ssl, sys
-ctx = ssl.create_default_context(cafile="{tls}/ca.crt")
-if sys.argv[1] == "with-client-cert":
-    ctx.load_cert_chain("{tls}/client.crt", "{tls}/client.key")
-with socket.create_connection(("127.0.0.1", 4317), timeout=5) as raw:
-    with ctx.wrap_socket(raw, server_hostname=sys.argv[2]) as conn:
-        conn.sendall(b"x")
-        try:
-            data = conn.recv(1)
-        except ssl.SSLError as exc:
-            print("refused:", exc.reason); sys.exit(3)
-        print("handshake:", conn.version())
-""".format(tls=TLS)
+PROBE = (ROOT / "playbooks" / "files" / "tls_probe.py").read_text()
 
 
-def handshake(host, mode: str, name: str = "solo-gateway"):  # type: ignore[no-untyped-def]
-    host.run(f"cat > /tmp/handshake.py <<'EOF'\n{HANDSHAKE}\nEOF")
-    return host.run(f"python3 /tmp/handshake.py {mode} {name}")
+def handshake(host, with_client_cert: bool, name: str = "solo-gateway") -> tuple[int, dict]:  # type: ignore[no-untyped-def]
+    """verify.yml's TLS probe, run inside the gateway against its OTLP gRPC port: (exit code, outcome)."""
+    host.run(f"cat > /tmp/tls_probe.py <<'EOF'\n{PROBE}\nEOF")
+    client = f" {TLS}/client.crt {TLS}/client.key" if with_client_cert else ""
+    # The probe connects to the name and verifies the server's certificate against that same name.
+    result = host.run(f"python3 /tmp/tls_probe.py {name} 4317 {TLS}/ca.crt{client}")
+    return result.rc, json.loads(result.stdout)
 
 
 def test_config_is_byte_identical_to_plan(host) -> None:  # type: ignore[no-untyped-def]
@@ -38,21 +29,22 @@ def test_config_is_byte_identical_to_plan(host) -> None:  # type: ignore[no-unty
 
 
 def test_mtls_handshake_with_a_client_certificate(host) -> None:  # type: ignore[no-untyped-def]
-    result = handshake(host, "with-client-cert")
-    assert result.rc == 0, result.stdout + result.stderr
-    assert "handshake: TLSv1.3" in result.stdout
+    rc, outcome = handshake(host, with_client_cert=True)
+    assert (rc, outcome["outcome"], outcome["tls_version"]) == (0, "accepted", "TLSv1.3"), outcome
+    assert outcome["server_subject"]["commonName"] == "solo-gateway", outcome
 
 
 def test_no_client_certificate_is_refused(host) -> None:  # type: ignore[no-untyped-def]
-    result = handshake(host, "without-client-cert")
-    assert result.rc != 0
-    assert "CERTIFICATE_REQUIRED" in (result.stdout + result.stderr).upper()
+    rc, outcome = handshake(host, with_client_cert=False)
+    assert (rc, outcome["outcome"]) == (3, "client-refused"), outcome
+    assert "CERTIFICATE_REQUIRED" in outcome["reason"].upper(), outcome
 
 
 def test_wrong_name_fails_verification(host) -> None:  # type: ignore[no-untyped-def]
-    result = handshake(host, "with-client-cert", "not-a-gateway.example")
-    assert result.rc != 0
-    assert "CERTIFICATE_VERIFY_FAILED" in result.stderr
+    # 127.0.0.2 reaches the same listener, but no certificate name or address matches it.
+    rc, outcome = handshake(host, with_client_cert=True, name="127.0.0.2")
+    assert (rc, outcome["outcome"]) == (4, "server-certificate-rejected"), outcome
+    assert "mismatch" in outcome["reason"].lower(), outcome
 
 
 def test_key_and_certificate_files(host) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ import time
 
 sys.path.insert(0, os.environ["OTELSTACK_ROOT"])
 
-from tests.lab.playbooks import run_playbook, tail  # noqa: E402
+from tests.lab.playbooks import run_playbook, tail
 
 TLS = "/etc/otelcol-contrib/tls"
 SERVED = (

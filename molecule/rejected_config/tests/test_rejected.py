@@ -12,9 +12,10 @@ import pytest
 
 sys.path.insert(0, os.environ["OTELSTACK_ROOT"])
 
-from otelstack.catalog.versions import otelcol_contrib  # noqa: E402
-from tests.lab.playbooks import output, run_playbook, tail  # noqa: E402
-from tests.standins.build import ARCH, following  # noqa: E402
+from tests.lab.playbooks import output, run_playbook, tail
+from tests.standins.build import ARCH, following
+
+from otelstack.catalog.versions import otelcol_contrib
 
 CONVERGE = Path(__file__).parents[1] / "converge.yml"
 CONFIG = "/etc/otelcol-contrib/agent-vm.yaml"
@@ -38,7 +39,9 @@ def snapshot(host) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 def test_config_the_binary_rejects_is_not_installed(host, before) -> None:  # type: ignore[no-untyped-def]
     # service.telemetry.resource is free-form for otelstack; the stand-in binary refuses this key.
-    bad = {"collector_overrides": {"agent": {"service": {"telemetry": {"resource": {"otelstack_standin_reject": "x"}}}}}}
+    bad = {
+        "collector_overrides": {"agent": {"service": {"telemetry": {"resource": {"otelstack_standin_reject": "x"}}}}}
+    }
     result = run_playbook(CONVERGE, json.dumps({"otelstack_test_overrides": bad}))
     assert result.returncode != 0
     assert "failed to validate" in output(result), tail(result)

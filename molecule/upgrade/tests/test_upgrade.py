@@ -7,9 +7,10 @@ import sys
 
 sys.path.insert(0, os.environ["OTELSTACK_ROOT"])
 
-from otelstack.catalog.versions import otelcol_contrib  # noqa: E402
-from tests.lab.playbooks import output, run_playbook, tail  # noqa: E402
-from tests.standins.build import following, previous  # noqa: E402
+from tests.lab.playbooks import output, run_playbook, tail
+from tests.standins.build import following, previous
+
+from otelstack.catalog.versions import otelcol_contrib
 
 PINNED = otelcol_contrib().version
 BEFORE = previous(PINNED)

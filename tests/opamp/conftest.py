@@ -1,15 +1,22 @@
-"""A real OpAMP server on 127.0.0.1 for the tests: the aiohttp app in a thread, SQLite in tmp_path."""
+"""A real OpAMP server on 127.0.0.1 for the tests: the aiohttp app in a thread, SQLite in tmp_path; or
+a separate `otelstack opamp serve` process, for tests that kill it or limit its resources."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp import web
 
 from otelstack.opamp.server import FLEET, build_app
@@ -133,3 +140,42 @@ def server(tmp_path: Path) -> Iterator[RunningServer]:
         yield running
     finally:
         running.stop()
+
+
+def server_process(
+    tmp_path: Path, port: int, preexec_fn: Callable[[], None] | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """`otelstack opamp serve` as its own process, settings and database in tmp_path, its output appended to
+    tmp_path/server.log; returns once /healthz answers. Called again with the same tmp_path, it restarts
+    on the same registry."""
+    settings_file, log = tmp_path / "server.yaml", tmp_path / "server.log"
+    settings_file.write_text(
+        yaml.safe_dump(
+            {
+                "listen": f"127.0.0.1:{port}",
+                "configs_dir": str(CONFIGS),
+                "database": str(tmp_path / "fleet.db"),
+                "allow_insecure": True,
+                "tokens": {"dev": {"env": "OPAMP_TEST_DEV_TOKEN"}},
+                "admin_token": {"env": "OPAMP_TEST_ADMIN_TOKEN"},
+            }
+        )
+    )
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "otelstack.cli", "opamp", "serve", "--settings", str(settings_file)],
+            env={**os.environ, "OPAMP_TEST_DEV_TOKEN": DEV_TOKEN, "OPAMP_TEST_ADMIN_TOKEN": ADMIN_TOKEN},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return proc, log
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait(timeout=10)
+    raise AssertionError(f"server did not start: {log.read_text()[-3000:]}")

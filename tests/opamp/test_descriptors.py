@@ -6,21 +6,17 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import os
 import resource
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from otelstack.opamp.descriptors import RESERVED, AcceptErrorThrottle, connection_limit
-from tests.opamp.conftest import ADMIN_TOKEN, CONFIGS, DEV_TOKEN, free_port
+from tests.opamp.conftest import free_port, server_process
 
 OPEN_FILES = 150
 
@@ -65,35 +61,9 @@ def healthz(port: int) -> int:
 
 def test_a_server_with_few_descriptors_caps_connections_and_survives_a_flood(tmp_path: Path) -> None:
     port = free_port()
-    (tmp_path / "server.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "listen": f"127.0.0.1:{port}",
-                "configs_dir": str(CONFIGS),
-                "database": str(tmp_path / "fleet.db"),
-                "allow_insecure": True,
-                "tokens": {"dev": {"env": "T_DEV"}},
-                "admin_token": {"env": "T_ADMIN"},
-            }
-        )
-    )
-    log = tmp_path / "server.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "otelstack.cli", "opamp", "serve", "--settings", str(tmp_path / "server.yaml")],
-            env={**os.environ, "T_DEV": DEV_TOKEN, "T_ADMIN": ADMIN_TOKEN},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=low_limit,
-        )
+    server, log = server_process(tmp_path, port, preexec_fn=low_limit)
     flood: list[socket.socket] = []
     try:
-        for _ in range(100):
-            try:
-                healthz(port)
-                break
-            except OSError:
-                time.sleep(0.1)
         text = log.read_text()
         assert f"may open only {OPEN_FILES} files: serving at most {OPEN_FILES - RESERVED} connections" in text
         # Twice the descriptors the server has: accept fails with EMFILE for the rest.

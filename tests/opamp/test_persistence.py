@@ -3,38 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
 from opentelemetry._opamp.proto import opamp_pb2 as pb
 
-from tests.opamp.conftest import ADMIN_TOKEN, CONFIGS, DEV_TOKEN, free_port, official_client
-
-
-def start(settings_file: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "OPAMP_TEST_DEV_TOKEN": DEV_TOKEN, "OPAMP_TEST_ADMIN_TOKEN": ADMIN_TOKEN}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "otelstack.cli", "opamp", "serve", "--settings", str(settings_file)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+from tests.opamp.conftest import ADMIN_TOKEN, free_port, official_client, server_process
 
 
 def api(port: int, path: str) -> Any:
@@ -47,20 +23,7 @@ def api(port: int, path: str) -> Any:
 
 def test_kill_9_loses_nothing(tmp_path: Path) -> None:
     port = free_port()
-    settings_file = tmp_path / "server.yaml"
-    settings_file.write_text(
-        yaml.safe_dump(
-            {
-                "listen": f"127.0.0.1:{port}",
-                "configs_dir": str(CONFIGS),
-                "database": str(tmp_path / "fleet.db"),
-                "allow_insecure": True,
-                "tokens": {"dev": {"env": "OPAMP_TEST_DEV_TOKEN"}},
-                "admin_token": {"env": "OPAMP_TEST_ADMIN_TOKEN"},
-            }
-        )
-    )
-    proc = start(settings_file, port)
+    proc, _log = server_process(tmp_path, port)
     try:
         for n in range(20):
             peer = official_client(f"http://127.0.0.1:{port}", f"vm-{n}")
@@ -77,7 +40,7 @@ def test_kill_9_loses_nothing(tmp_path: Path) -> None:
         proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
 
-    proc = start(settings_file, port)
+    proc, _log = server_process(tmp_path, port)
     try:
         after = api(port, "/api/agents")
     finally:

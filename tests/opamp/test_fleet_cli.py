@@ -60,10 +60,10 @@ def test_errors_are_clear(
     )
     assert "configs directory /nonexistent does not exist" in capsys.readouterr().err
     assert main(fleet(registered, "show", "no-such-agent")) == 2
-    assert "HTTP 404: no agent no-such-agent" in capsys.readouterr().err
+    assert "HTTP 404: no agent with instance UID 'no-such-agent'" in capsys.readouterr().err
     monkeypatch.setenv("OTELSTACK_OPAMP_ADMIN_TOKEN", "wrong")
     assert main(fleet(registered, "list")) == 2
-    assert "HTTP 401" in capsys.readouterr().err
+    assert "refused the admin token from OTELSTACK_OPAMP_ADMIN_TOKEN (401)" in capsys.readouterr().err
     monkeypatch.delenv("OTELSTACK_OPAMP_ADMIN_TOKEN")
     assert main(fleet(registered, "list")) == 2
     assert "set OTELSTACK_OPAMP_ADMIN_TOKEN" in capsys.readouterr().err

@@ -26,12 +26,13 @@ from aiohttp import WSMsgType, web
 from otelstack.errors import OtelstackError
 from otelstack.opamp import metrics, protocol
 from otelstack.opamp.certificates import ClientCa
+from otelstack.opamp.cli import SELECTOR_FIELDS, SELECTOR_KEYS_HELP
 from otelstack.opamp.descriptors import AcceptErrorThrottle, connection_limit, open_files_limit, raise_open_files_limit
 from otelstack.opamp.fleet import Fleet, FleetSettings
 from otelstack.opamp.remote_config import ConfigSource
-from otelstack.opamp.rollout import RolloutError
+from otelstack.opamp.rollout import RolloutError, matches
 from otelstack.opamp.settings import ServerSettings
-from otelstack.opamp.store import FleetStore, SqliteStore
+from otelstack.opamp.store import AgentRecord, FleetStore, SqliteStore
 
 log = logging.getLogger("otelstack.opamp")
 
@@ -196,19 +197,48 @@ async def list_agents(request: web.Request) -> web.Response:
     return _json([fleet.view(a) for a in fleet.store.list_agents()])
 
 
+MIN_UID_PREFIX = 4
+
+
+def _find_agent(fleet: Fleet, given: str) -> AgentRecord | web.Response:
+    """The agent whose instance UID is ``given``, or starts with it (a unique prefix of at least
+    MIN_UID_PREFIX characters); else the 404 (unknown) or 400 (ambiguous, with the candidates) to answer."""
+    agent = fleet.store.get_agent(given)
+    if agent is not None:
+        return agent
+    prefix = given.strip().lower()
+    if len(prefix) < MIN_UID_PREFIX:
+        return _json(
+            {"error": f"no agent with instance UID {given!r} (a prefix needs {MIN_UID_PREFIX}+ characters)"}, 404
+        )
+    found = [a for a in fleet.store.list_agents() if a.uid.lower().startswith(prefix)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        return _json({"error": f"no agent with instance UID {given!r} or one starting with it"}, 404)
+    return _json(
+        {
+            "error": f"{len(found)} agents have an instance UID starting with {given!r}; give more of it",
+            "candidates": [a.uid for a in found[:20]] + ([f"… {len(found) - 20} more"] if len(found) > 20 else []),
+        },
+        400,
+    )
+
+
 async def show_agent(request: web.Request) -> web.Response:
     fleet = request.app[FLEET]
-    agent = fleet.store.get_agent(request.match_info["uid"])
-    if agent is None:
-        return _json({"error": f"no agent {request.match_info['uid']}"}, 404)
+    agent = _find_agent(fleet, request.match_info["uid"])
+    if isinstance(agent, web.Response):
+        return agent
     return _json(fleet.view(agent))
 
 
 async def restart_agent(request: web.Request) -> web.Response:
-    try:
-        agent = request.app[FLEET].request_restart(request.match_info["uid"])
-    except KeyError:
-        return _json({"error": f"no agent {request.match_info['uid']}"}, 404)
+    fleet = request.app[FLEET]
+    found = _find_agent(fleet, request.match_info["uid"])
+    if isinstance(found, web.Response):
+        return found
+    agent = fleet.request_restart(found.uid)
     return _json({"uid": agent.uid, "pending_command": agent.pending_command}, 202)
 
 
@@ -248,14 +278,48 @@ async def show_rollout(request: web.Request) -> web.Response:
     fleet = request.app[FLEET]
     rollout = fleet.store.get_rollout(request.match_info["id"])
     if rollout is None:
-        return _json({"error": f"no rollout {request.match_info['id']}"}, 404)
+        return _json({"error": f"no rollout with id {request.match_info['id']!r}"}, 404)
     return _json(_rollout_view(fleet, rollout))
+
+
+def _selector_problem(agents: list[AgentRecord], selector: Any) -> str | None:
+    """Why ``selector`` selects nothing, naming the keys a selector may use, or None when it selects agents.
+    (The rollout engine refuses an empty selection too; this answer says what to change.)"""
+    if not isinstance(selector, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in selector.items()
+    ):
+        return f"selector must be an object of key: value strings; allowed keys: {SELECTOR_KEYS_HELP}"
+    attributes = sorted({key for agent in agents for key in agent.attributes})
+    allowed = (
+        f"{', '.join(SELECTOR_FIELDS)}, or an attribute the agents report: {', '.join(attributes) or '(none yet)'}"
+    )
+    unknown = [key for key in selector if key not in SELECTOR_FIELDS and key not in attributes]
+    if unknown:
+        return f"unknown selector key {', '.join(map(repr, unknown))}; allowed keys: {allowed}"
+    if any(matches(agent, selector) for agent in agents):
+        return None
+    if not agents:
+        return f"no agent matches {selector}: no agent has registered with the server yet"
+    present = "; ".join(
+        f"{field}: {', '.join(sorted({str(getattr(a, field)) for a in agents if getattr(a, field)})) or '(none)'}"
+        for field in SELECTOR_FIELDS
+    )
+    return f"no agent matches {selector}; the agents have {present}. Allowed keys: {allowed}"
 
 
 async def start_rollout(request: web.Request) -> web.Response:
     fleet, state = request.app[FLEET], request.app[STATE]
     try:
         body = await request.json()
+        if not isinstance(body, dict):
+            return _json({"error": "the request body must be a JSON object"}, 400)
+        problem = _selector_problem(fleet.store.list_agents(), body.get("selector") or {})
+        if problem is not None:
+            return _json({"error": problem}, 400)
+        target = body.get("target") or {}
+        sha256 = str(target.get("sha256") or "") if isinstance(target, dict) else ""
+        if body.get("kind") == "package" and sha256 and not _is_sha256(sha256):
+            return _json({"error": f"target.sha256 must be 64 hexadecimal digits, got {sha256!r}"}, 400)
         rollout = fleet.rollouts.start(
             str(body.get("kind", "config")),
             dict(body.get("selector") or {}),
@@ -274,11 +338,17 @@ async def start_rollout(request: web.Request) -> web.Response:
 
 async def abort_rollout(request: web.Request) -> web.Response:
     fleet = request.app[FLEET]
+    if fleet.store.get_rollout(request.match_info["id"]) is None:
+        return _json({"error": f"no rollout with id {request.match_info['id']!r}"}, 404)
     try:
         rollout = fleet.rollouts.abort(request.match_info["id"])
-    except RolloutError as exc:
+    except RolloutError as exc:  # it is not running (any more)
         return _json({"error": str(exc)}, 409)
     return _json(_rollout_view(fleet, rollout))
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 async def prometheus(request: web.Request) -> web.Response:

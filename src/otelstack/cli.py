@@ -23,11 +23,12 @@ from otelstack.errors import OtelstackError
 from otelstack.model.loader import load_spec
 from otelstack.render import PROFILES, VARIANTS, render_collector, render_platform, render_supervisor_for
 from otelstack.sizing import size_platform, sizing_markdown
-from otelstack.validate.collector import run_otelcol_validate, validate_collector_config
+from otelstack.validate.binary import run_otelcol_validate
+from otelstack.validate.collector import validate_collector_config
 
 DEFAULT_CONFIGS = Path("configs")
 # Sub-command groups living beside the core (each module has ``register(subparsers)``).
-PLUGGABLE_COMMANDS = ("otelstack.opamp.cli",)
+PLUGGABLE_COMMANDS = ("otelstack.opamp.cli", "otelstack.dist.cli")
 
 
 def _progress(enabled: bool) -> object:
@@ -69,8 +70,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         f"  gateways: {sizing.gateway.replicas} × {sizing.gateway.cpu_limit:g} CPU / "
         f"{sizing.gateway.memory_limit_mib} MiB; agents: {sizing.agent.replicas}"
     )
-    if not result.binary_checked:
-        print("  note: otelcol-contrib not on PATH; configs checked by otelstack's validator only")
+    if result.binary is None:
+        print(
+            "  note: no otelcol-contrib found (`make binaries` or `otelstack dist build` builds it); "
+            "configs checked by otelstack's validator only"
+        )
+    else:
+        print(f"  every collector config passed `otelcol-contrib validate` ({result.binary})")
     return 0
 
 
@@ -317,9 +323,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for finding in findings:
             print(str(finding), file=sys.stderr)
         real = run_otelcol_validate(path.read_text(encoding="utf-8"))
-        real_failed = real is not None and not real[0]
+        real_failed = real is not None and not real.ok
         if real is not None and real_failed:
-            print(f"{path}: otelcol-contrib validate failed:\n{real[1]}", file=sys.stderr)
+            print(f"{path}: otelcol-contrib validate failed:\n{real.output}", file=sys.stderr)
         if errors or real_failed:
             failed += 1
         else:

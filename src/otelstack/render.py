@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,10 @@ from otelstack.model.loader import AgentLevel, load_spec
 from otelstack.model.spec import PlatformSpec, TlsMode
 from otelstack.security.layout import VM
 from otelstack.sizing import size_platform, sizing_markdown
+from otelstack.validate.binary import run_otelcol_validate
 from otelstack.validate.collector import (
     Finding,
     has_tail_sampling,
-    run_otelcol_validate,
     trace_routing_findings,
     validate_collector_config,
     validate_supervisor_config,
@@ -193,7 +192,7 @@ class PlatformRender:
     spec: PlatformSpec
     files: dict[str, str]  # path relative to build/ENV → content
     warnings: tuple[str, ...]
-    binary_checked: bool  # True when otelcol-contrib was on PATH and validated every collector config
+    binary: str | None  # the otelcol-contrib whose `validate` passed every collector config; None: none found
 
 
 def render_platform(
@@ -222,13 +221,15 @@ def render_platform(
     agents = {n: c for n, c in data.items() if "agent" in n}
     routing: list[Finding] = trace_routing_findings(agents, any(has_tail_sampling(c) for c in gateways))
     errors += [str(f) for f in routing]
-    binary_checked = shutil.which("otelcol-contrib") is not None
-    if binary_checked:
-        for rel, text in files.items():
-            note(f"otelcol-contrib validate {rel}")
-            checked = run_otelcol_validate(text)
-            if checked is not None and not checked[0]:
-                errors.append(f"{rel}: otelcol-contrib validate failed: {checked[1]}")
+    binary: str | None = None
+    for rel, text in files.items():
+        checked = run_otelcol_validate(text, binary)
+        if checked is None:
+            break
+        binary = checked.binary
+        note(f"otelcol-contrib validate {rel}" + "".join(f"; {n}" for n in checked.adjusted))
+        if not checked.ok:
+            errors.append(f"{rel}: otelcol-contrib validate failed: {checked.output}")
     if errors:
         raise ConfigValidationError(f"environment {env}{'/' + region if region else ''}: validation failed", errors)
     for name in SUPERVISED_PROFILES:
@@ -237,4 +238,4 @@ def render_platform(
     sizing = size_platform(spec)
     files["sizing.md"] = sizing_markdown(sizing)
     files["sizing.json"] = json.dumps(sizing.to_dict(), indent=2, sort_keys=True) + "\n"
-    return PlatformRender(spec=spec, files=files, warnings=tuple(warnings), binary_checked=binary_checked)
+    return PlatformRender(spec=spec, files=files, warnings=tuple(warnings), binary=binary)

@@ -65,12 +65,16 @@ def test_agents_balance_traces_by_trace_id_with_each_resolver(
         assert config["service"]["pipelines"][signal]["exporters"] == [f"{OTLP_X}/gateway"]
 
 
-def test_agent_hop_has_mtls_auth_and_a_disk_queue() -> None:
-    otlp = build_collector(spec(), "agent-vm")["exporters"][LB]["protocol"]["otlp"]
+def test_agent_hop_has_mtls_auth_and_a_disk_queue_on_the_balancer_itself() -> None:
+    lb = build_collector(spec(), "agent-vm")["exporters"][LB]
+    otlp = lb["protocol"]["otlp"]
     assert {"ca_file", "cert_file", "key_file"} <= set(otlp["tls"])
     assert otlp["auth"] == {"authenticator": "bearertokenauth/gateway"}
-    assert otlp["sending_queue"]["storage"] == "file_storage/queue"
-    assert otlp["retry_on_failure"]["enabled"] is True
+    # Upstream: every per-gateway sub-exporter shares protocol.otlp, so a storage there gives them one
+    # ID and one file and all but one fail to start. The persistent queue belongs to the balancer.
+    assert "storage" not in otlp["sending_queue"]
+    assert lb["sending_queue"]["storage"] == "file_storage/queue"
+    assert lb["retry_on_failure"]["enabled"] is True and otlp["retry_on_failure"]["enabled"] is True
 
 
 def test_vm_agent_plaintext_listens_on_loopback_only_and_tls_opens_it() -> None:
@@ -121,7 +125,8 @@ def test_gateway_pipelines_spanmetrics_before_sampling_and_exporters_per_signal(
     spanmetrics = canonical("connector", "spanmetrics")
     assert pipelines["traces/spanmetrics"]["exporters"] == [spanmetrics]
     assert TS not in pipelines["traces/spanmetrics"]["processors"], "RED metrics see every span"
-    assert spanmetrics in pipelines["metrics"]["receivers"]
+    assert pipelines["metrics/spanmetrics"]["receivers"] == [spanmetrics]
+    assert "transform/cardinality" not in pipelines["metrics/spanmetrics"]["processors"]
     assert pipelines["traces"]["processors"].index(TS) < pipelines["traces"]["processors"].index("batch")
     assert pipelines["traces"]["exporters"] == [f"{OTLP_X}/tempo", "clickhouse"]
     assert pipelines["logs"]["exporters"] == [f"{canonical('exporter', 'otlphttp')}/loki", "clickhouse"]
@@ -130,6 +135,21 @@ def test_gateway_pipelines_spanmetrics_before_sampling_and_exporters_per_signal(
     assert config["exporters"]["clickhouse"]["password"] == "${env:OTELSTACK_CLICKHOUSE_PASSWORD}"
     for exporter in (f"{OTLP_X}/tempo", "clickhouse"):
         assert config["exporters"][exporter]["sending_queue"]["storage"] == "file_storage/queue"
+
+
+def test_clickhouse_trusts_the_platform_ca_like_every_backend() -> None:
+    config = build_collector(spec(), "gateway")
+    tempo_tls = config["exporters"][f"{OTLP_X}/tempo"]["tls"]
+    assert config["exporters"]["clickhouse"]["tls"] == tempo_tls
+    assert tempo_tls["ca_file"].endswith("ca.crt")
+
+
+def test_routes_are_normalised_on_spans_before_span_metrics_aggregate() -> None:
+    config = build_collector(spec(), "gateway")
+    chain = config["service"]["pipelines"]["traces/spanmetrics"]["processors"]
+    assert chain[-1] == "transform/routes"
+    statements = config["processors"]["transform/routes"]["trace_statements"]
+    assert 'replace_pattern(span.attributes["http.route"], "/orders/[0-9]+", "/orders/{id}")' in statements
 
 
 def test_disabled_backends_drop_their_exporters() -> None:
@@ -144,24 +164,33 @@ def test_gateway_memory_comes_from_sizing() -> None:
     assert limiter["limit_mib"] == size_platform(s).gateway.memory_limiter_limit_mib
 
 
-def test_redaction_covers_spans_span_events_and_logs_and_escapes_dollars() -> None:
+def test_redaction_covers_spans_span_events_logs_and_log_bodies_and_escapes_dollars() -> None:
     redact = build_collector(spec(), "gateway")["processors"]["transform/redact"]
-    contexts = [s["context"] for s in redact["trace_statements"]] + [s["context"] for s in redact["log_statements"]]
-    assert contexts == ["span", "spanevent", "log"]
-    statements = redact["trace_statements"][0]["statements"]
-    assert 'delete_key(attributes, "http.request.header.authorization")' in statements
+    traces, logs = redact["trace_statements"], redact["log_statements"]
+    for context in ("span", "spanevent"):
+        assert f'delete_key({context}.attributes, "http.request.header.authorization")' in traces
     assert (
-        'set(attributes["user.email"], SHA256(attributes["user.email"])) where attributes["user.email"] != nil'
-        in statements
+        'set(span.attributes["user.email"], SHA256(span.attributes["user.email"])) where '
+        'span.attributes["user.email"] != nil' in traces
     )
-    assert any('"$${1}***"' in st for st in statements), "collector expansion must not eat ${1}"
+    assert any('"$${1}***"' in st for st in traces), "collector expansion must not eat ${1}"
+    assert 'delete_key(log.attributes, "password")' in logs
+    assert 'delete_key(log.body, "password") where IsMap(log.body)' in logs
+    assert any(s.startswith("replace_pattern(log.body,") and "password" in s for s in logs)
 
 
-def test_cardinality_controls_on_metric_datapoints() -> None:
-    card = build_collector(spec(), "gateway")["processors"]["transform/cardinality"]["metric_statements"][0]
-    assert card["context"] == "datapoint"
-    assert 'replace_pattern(attributes["http.route"], "/users/[0-9]+", "/users/{id}")' in card["statements"]
-    assert 'delete_key(attributes, "trace_id")' in card["statements"]
+def test_a_redaction_rule_covers_the_current_semantic_convention_name_too() -> None:
+    traces = build_collector(spec(), "gateway")["processors"]["transform/redact"]["trace_statements"]
+    assert any(s.startswith('replace_pattern(span.attributes["db.statement"]') for s in traces)
+    assert any(s.startswith('replace_pattern(span.attributes["db.query.text"]') for s in traces)
+
+
+def test_cardinality_controls_on_application_metric_datapoints() -> None:
+    config = build_collector(spec(), "gateway")
+    card = config["processors"]["transform/cardinality"]["metric_statements"]
+    assert 'replace_pattern(datapoint.attributes["http.route"], "/users/[0-9]+", "/users/{id}")' in card
+    assert 'delete_key(datapoint.attributes, "trace_id")' in card
+    assert config["service"]["pipelines"]["metrics"]["receivers"] == ["otlp"]
 
 
 def test_tail_sampling_or_policies_by_default() -> None:
@@ -197,14 +226,19 @@ def test_weights_render_a_real_composite_policy() -> None:
     assert {p["name"] for p in policies[1:]} == {"debug"}, "weighted policies live only inside the composite"
 
 
-def test_emergency_overlay_samples_one_percent_and_filters_early() -> None:
-    config = build_collector(spec(), "gateway", "emergency")
-    assert config["processors"][TS]["policies"] == [
-        {"name": "probabilistic", "type": "probabilistic", "probabilistic": {"sampling_percentage": 1.0}}
-    ]
+def test_emergency_overlay_keeps_errors_and_critical_services_capped_and_one_percent_of_the_rest() -> None:
+    s = spec(sampling={"tail": {"critical_services": ["pay"]}}, emergency={"drop_services_regex": "batch-.*"})
+    config = build_collector(s, "gateway", "emergency")
+    keep, rest = config["processors"][TS]["policies"]
+    assert rest == {"name": "probabilistic", "type": "probabilistic", "probabilistic": {"sampling_percentage": 1.0}}
+    assert keep["type"] == "composite"
+    assert keep["composite"]["max_total_spans_per_second"] == 500
+    assert [p["type"] for p in keep["composite"]["composite_sub_policy"]] == ["status_code", "string_attribute"]
+    assert keep["composite"]["composite_sub_policy"][1]["string_attribute"]["values"] == ["pay"]
     emergency = config["processors"]["filter/emergency"]
-    assert 'IsMatch(resource.attributes["service.name"], "non-critical-.*")' in emergency["traces"]["span"]
-    assert any("SEVERITY_NUMBER_WARN" in c for c in emergency["logs"]["log_record"])
+    assert 'IsMatch(resource.attributes["service.name"], "batch-.*")' in emergency["trace_conditions"]
+    assert any("SEVERITY_NUMBER_WARN" in c for c in emergency["log_conditions"])
+    assert any("SEVERITY_NUMBER_UNSPECIFIED and not" in c for c in emergency["log_conditions"]), "file logs too"
     for name, pipeline in config["service"]["pipelines"].items():
         if name.startswith(("traces", "logs")):
             assert pipeline["processors"][:2] == ["memory_limiter", "filter/emergency"]
@@ -214,16 +248,31 @@ def test_emergency_overlay_samples_one_percent_and_filters_early() -> None:
     assert agent["service"]["pipelines"]["logs"]["processors"][1] == "filter/emergency"
 
 
-def test_safe_minimal_keeps_transport_security_and_drops_everything_else() -> None:
+def test_emergency_overlay_without_a_service_regex_filters_logs_only() -> None:
+    config = build_collector(spec(), "gateway", "emergency")
+    assert "trace_conditions" not in config["processors"]["filter/emergency"]
+    assert "filter/emergency" not in config["service"]["pipelines"]["traces"]["processors"]
+    assert config["service"]["pipelines"]["logs"]["processors"][:2] == ["memory_limiter", "filter/emergency"]
+
+
+def test_safe_minimal_keeps_transport_security_and_redaction_and_drops_everything_else() -> None:
     full = build_collector(spec(), "gateway")
     minimal = build_collector(spec(), "gateway", "safe-minimal")
-    assert set(minimal["processors"]) == {"memory_limiter", "batch"}
+    assert set(minimal["processors"]) == {"memory_limiter", "batch", "transform/redact"}
+    assert minimal["processors"]["transform/redact"] == full["processors"]["transform/redact"]
     assert list(minimal["receivers"]) == ["otlp"]
     assert minimal["receivers"]["otlp"] == full["receivers"]["otlp"], "same TLS and auth on ingress"
     for name, exporter in minimal["exporters"].items():
         assert exporter == full["exporters"][name]
     assert "connectors" not in minimal
-    assert all(p["processors"] == ["memory_limiter", "batch"] for p in minimal["service"]["pipelines"].values())
+    chains = {name: p["processors"] for name, p in minimal["service"]["pipelines"].items()}
+    assert chains == {
+        "traces": ["memory_limiter", "transform/redact", "batch"],
+        "metrics": ["memory_limiter", "batch"],
+        "logs": ["memory_limiter", "transform/redact", "batch"],
+    }
+    agent = build_collector(spec(), "agent-vm", "safe-minimal")
+    assert set(agent["processors"]) == {"memory_limiter", "batch"}, "agents redact nothing; gateways do"
 
 
 def test_collector_overrides_merge_and_are_validated() -> None:

@@ -27,6 +27,10 @@ class Component:
     keys: Any  # dict tree of accepted keys; "*" means free-form
     source: str = ""
     in_contrib: bool = True
+    module: str | None = None  # Go module that provides it; None: not in otelstack's distribution
+    module_version: str | None = None  # when it differs from the release (see module_note)
+    module_note: str = ""
+    deprecated_keys: dict[str, str] = field(default_factory=dict)  # key → what to use instead
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Catalog:
     removed: dict[tuple[str, str], str]
     shared: dict[str, Any]
     supervisor: dict[str, Any] = field(default_factory=dict)
+    build: dict[str, Any] = field(default_factory=dict)
 
     def find(self, kind: str, type_: str) -> Component | None:
         kind = _singular(kind)
@@ -76,6 +81,10 @@ def catalog() -> Catalog:
             keys=c.get("keys", "*"),
             source=str(c.get("source", "")),
             in_contrib=bool(c.get("in_contrib", True)),
+            module=c.get("module"),
+            module_version=c.get("module_version"),
+            module_note=str(c.get("module_note", "")),
+            deprecated_keys={str(k): str(v) for k, v in (c.get("deprecated_keys") or {}).items()},
         )
         for c in data["components"]
     )
@@ -87,6 +96,7 @@ def catalog() -> Catalog:
         removed=removed,
         shared=dict(data.get("shared") or {}),
         supervisor=dict(data.get("supervisor") or {}),
+        build=dict(data.get("build") or {}),
     )
 
 

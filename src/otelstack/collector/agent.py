@@ -63,6 +63,7 @@ def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_ex
             "endpoint": "https://${env:K8S_NODE_NAME}:10250",
             "collection_interval": tier.kubelet_interval,
             "metric_groups": ["node", "pod", "container"],
+            **_kubelet_tls(tier.kubelet_ca),
         }
     else:
         logs_rx = cid("receiver", "filelog", "host")
@@ -96,13 +97,22 @@ def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_ex
     if auth:
         otlp_client["auth"] = {"authenticator": ext_auth}
     exporters: Config = {
+        # The persistent queue sits on the load_balancing exporter itself: its per-gateway sub-exporters
+        # all share the `protocol.otlp` settings, so a storage there would give every sub-exporter the
+        # same ID and file — all but one fail to start (upstream README, "Resiliency options 2"). The
+        # sub-exporters keep a short in-memory retry; what they give up returns to the top-level queue,
+        # which re-routes it over the gateways resolved then.
         x_lb: {
             "routing_key": "traceID",
+            "timeout": "10s",
+            "sending_queue": sending_queue(ext_queue, AGENT_QUEUE_SIZE),
+            "retry_on_failure": retry_on_failure(),
             "protocol": {
                 "otlp": {
                     **otlp_client,
-                    "sending_queue": sending_queue(ext_queue, AGENT_QUEUE_SIZE),
-                    "retry_on_failure": retry_on_failure(),
+                    "timeout": "5s",
+                    "sending_queue": {"enabled": True, "queue_size": 1000},
+                    "retry_on_failure": {**retry_on_failure(), "max_elapsed_time": "30s"},
                 }
             },
             "resolver": _resolver(spec),
@@ -214,3 +224,16 @@ def _pod_logs(storage: str) -> Config:
         "storage": storage,
         "operators": [{"type": "container", "id": "container-parser"}],
     }
+
+
+def _kubelet_tls(choice: str) -> Config:
+    """The kubelet's serving certificate: the cluster CA (default), a CA file, or (dev only) unverified.
+
+    kubeadm clusters sign kubelet serving certificates with a per-node self-signed CA unless
+    serverTLSBootstrap is on, so the cluster CA does not verify them: give that CA as a file there.
+    """
+    if choice == "insecure_skip_verify":
+        return {"insecure_skip_verify": True}
+    if choice.startswith("file:"):
+        return {"ca_file": choice.removeprefix("file:")}
+    return {}

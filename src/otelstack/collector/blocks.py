@@ -79,6 +79,8 @@ def server_tls(mode: TlsMode, paths: Paths, spec: PlatformSpec) -> Config | None
     }
     if mode is TlsMode.MTLS:
         tls["client_ca_file"] = paths.ca_file
+        # The PKI rotates the CA: re-read it when it changes, so mTLS never goes down on rotation.
+        tls["client_ca_file_reload"] = True
     return tls
 
 

@@ -16,7 +16,12 @@ from otelstack.collector.blocks import (
     server_tls,
     telemetry,
 )
-from otelstack.collector.hygiene import cardinality_transform, health_filter, redaction_transform
+from otelstack.collector.hygiene import (
+    cardinality_transform,
+    health_filter,
+    redaction_transform,
+    span_route_transform,
+)
 from otelstack.collector.opamp import opamp_extension
 from otelstack.collector.sampling import tail_sampling
 from otelstack.model.spec import PlatformSpec
@@ -57,6 +62,7 @@ def render_gateway(spec: PlatformSpec, paths: Paths, *, opamp_extension_enabled:
 
     p_mem = cid("processor", "memory_limiter")
     p_health = cid("processor", "filter", "health")
+    p_routes = cid("processor", "transform", "routes")
     p_redact = cid("processor", "transform", "redact")
     p_sample = cid("processor", "tail_sampling")
     p_card = cid("processor", "transform", "cardinality")
@@ -70,6 +76,7 @@ def render_gateway(spec: PlatformSpec, paths: Paths, *, opamp_extension_enabled:
     processors: Config = {
         p_mem: memory_limiter(sizing.gateway.memory_limit_mib),
         p_health: health_filter(spec.cardinality),
+        p_routes: span_route_transform(spec.cardinality),
         p_redact: redaction_transform(spec.redaction),
         p_sample: tail_sampling(spec.sampling.tail),
         p_card: cardinality_transform(spec.cardinality),
@@ -140,6 +147,7 @@ def render_gateway(spec: PlatformSpec, paths: Paths, *, opamp_extension_enabled:
             "username": b.clickhouse.username,
             "password": env_ref(b.clickhouse.password),
             "create_schema": False,  # the schema (with TTL per retention tier) is owned by otelstack
+            **_clickhouse_tls(backend_tls),
             "timeout": b.clickhouse.timeout,
             "sending_queue": dict(queue),
             "retry_on_failure": retry_on_failure(),
@@ -147,19 +155,31 @@ def render_gateway(spec: PlatformSpec, paths: Paths, *, opamp_extension_enabled:
         for out in (traces_out, metrics_out, logs_out):
             out.append(x)
 
+    # Span metrics see every span, before tail sampling (so they count all traffic), with routes
+    # already normalised (so the connector aggregates /orders/1 and /orders/2 into one series).
     pipelines: Config = {
-        "traces/spanmetrics": {"receivers": [otlp_rx], "processors": [p_mem, p_health], "exporters": [c_spanmetrics]},
+        "traces/spanmetrics": {
+            "receivers": [otlp_rx],
+            "processors": [p_mem, p_health, p_routes],
+            "exporters": [c_spanmetrics],
+        },
     }
     if traces_out:
         pipelines["traces"] = {
             "receivers": [otlp_rx],
-            "processors": [p_mem, p_health, p_redact, p_sample, p_resource, p_batch],
+            "processors": [p_mem, p_health, p_routes, p_redact, p_sample, p_resource, p_batch],
             "exporters": traces_out,
         }
+    metrics_targets = metrics_out or [cid("exporter", "nop")]
     pipelines["metrics"] = {
-        "receivers": [otlp_rx, c_spanmetrics],
+        "receivers": [otlp_rx],
         "processors": [p_mem, p_card, p_resource, p_batch],
-        "exporters": metrics_out or [cid("exporter", "nop")],
+        "exporters": metrics_targets,
+    }
+    pipelines["metrics/spanmetrics"] = {
+        "receivers": [c_spanmetrics],
+        "processors": [p_mem, p_resource, p_batch],
+        "exporters": metrics_targets,
     }
     if logs_out:
         pipelines["logs"] = {
@@ -178,3 +198,9 @@ def render_gateway(spec: PlatformSpec, paths: Paths, *, opamp_extension_enabled:
         "exporters": exporters,
         "service": {"extensions": list(extensions), "pipelines": pipelines, "telemetry": telemetry(spec)},
     }
+
+
+def _clickhouse_tls(backend_tls: Config) -> Config:
+    """The exporter's ``tls`` (the platform CA, client certificates with mTLS); TLS itself is switched
+    on by the endpoint (``?secure=true`` or https), which the spec requires outside dev."""
+    return {} if backend_tls.get("insecure") else {"tls": dict(backend_tls)}

@@ -11,22 +11,25 @@ from otelstack.model.spec import PlatformSpec
 
 
 def apply_emergency(config: Config, spec: PlatformSpec) -> Config:
-    """Sampling to the emergency percentage, non-critical services and low-severity logs dropped.
+    """Low-severity logs (and the services ``drop_services_regex`` names) dropped, sampling cut.
 
     Applies to any profile: the filter goes right after ``memory_limiter`` in traces and logs
     pipelines (dropping early saves the most), and a tail-sampling processor, where present, keeps
-    only its probabilistic policy at ``emergency.sampling_percentage``.
+    errors and critical services under ``emergency.keep_spans_per_second`` and
+    ``emergency.sampling_percentage`` of the rest.
     """
     out = copy.deepcopy(config)
     em = spec.emergency
     p_filter = cid("processor", "filter", "emergency")
-    out["processors"][p_filter] = emergency_filter(em.drop_services_regex, em.drop_log_severity_below)
+    em_filter = emergency_filter(em.drop_services_regex, em.drop_log_severity_below)
+    out["processors"][p_filter] = em_filter
     p_sample = cid("processor", "tail_sampling")
     if p_sample in out["processors"]:
-        out["processors"][p_sample] = tail_sampling(spec.sampling.tail, emergency_percentage=em.sampling_percentage)
+        out["processors"][p_sample] = tail_sampling(spec.sampling.tail, emergency=em)
     mem = cid("processor", "memory_limiter")
     for name, pipeline in out["service"]["pipelines"].items():
-        if name.split("/")[0] not in ("traces", "logs"):
+        signal = name.split("/")[0]
+        if f"{signal[:-1]}_conditions" not in em_filter:  # traces → trace_conditions, logs → log_conditions
             continue
         procs = list(pipeline.get("processors", []))
         at = procs.index(mem) + 1 if mem in procs else 0
@@ -37,13 +40,18 @@ def apply_emergency(config: Config, spec: PlatformSpec) -> Config:
 
 def safe_minimal(config: Config, spec: PlatformSpec, memory_limit_mib: int) -> Config:
     """The smallest config that still moves data securely: same receivers' OTLP, memory_limiter, batch,
-    the same exporters' transport (TLS and auth kept), no sampling, no transforms, no extra receivers.
+    the same exporters' transport (TLS and auth kept), redaction kept (secrets never reach a backend),
+    no sampling, no other transforms, no extra receivers.
 
-    It is derived from the full profile so endpoints, TLS and auth can never drift from it.
+    It is derived from the full profile so endpoints, TLS, auth and redaction can never drift from it.
     """
     otlp = cid("receiver", "otlp")
     mem = cid("processor", "memory_limiter")
     batch = cid("processor", "batch")
+    redact = cid("processor", "transform", "redact")
+    processors: Config = {mem: memory_limiter(memory_limit_mib), batch: {}}
+    if redact in config["processors"]:
+        processors[redact] = copy.deepcopy(config["processors"][redact])
     keep_extensions = {k: v for k, v in config["extensions"].items() if not k.startswith(cid("extension", "opamp"))}
     pipelines: Config = {}
     exporters: Config = {}
@@ -52,13 +60,14 @@ def safe_minimal(config: Config, spec: PlatformSpec, memory_limit_mib: int) -> C
         if not outs or otlp not in pipeline["receivers"]:
             continue
         signal = name.split("/")[0]
-        pipelines[signal] = {"receivers": [otlp], "processors": [mem, batch], "exporters": outs}
+        chain = [mem, redact, batch] if redact in processors and signal in ("traces", "logs") else [mem, batch]
+        pipelines[signal] = {"receivers": [otlp], "processors": chain, "exporters": outs}
         for x in outs:
             exporters[x] = copy.deepcopy(config["exporters"][x])
     return {
         "extensions": keep_extensions,
         "receivers": {otlp: copy.deepcopy(config["receivers"][otlp])},
-        "processors": {mem: memory_limiter(memory_limit_mib), batch: {}},
+        "processors": processors,
         "exporters": exporters,
         "service": {
             "extensions": list(keep_extensions),

@@ -13,12 +13,12 @@ consequences the seeds get wrong and we do not copy:
 from __future__ import annotations
 
 from otelstack.collector.blocks import Config
-from otelstack.model.spec import TailSampling
+from otelstack.model.spec import Emergency, TailSampling
 
 
-def tail_sampling(tail: TailSampling, *, emergency_percentage: float | None = None) -> Config:
-    """The processor config. In an emergency only a probabilistic policy at the given percentage is kept."""
-    policies = [_probabilistic(emergency_percentage)] if emergency_percentage is not None else _policies(tail)
+def tail_sampling(tail: TailSampling, *, emergency: Emergency | None = None) -> Config:
+    """The processor config; in an emergency, :func:`_emergency_policies` replace the normal ones."""
+    policies = _emergency_policies(tail, emergency) if emergency is not None else _policies(tail)
     return {
         "decision_wait": tail.decision_wait,
         "num_traces": tail.num_traces,
@@ -30,20 +30,14 @@ def tail_sampling(tail: TailSampling, *, emergency_percentage: float | None = No
 def _policies(tail: TailSampling) -> list[Config]:
     weighted: list[Config] = []
     if tail.keep_errors:
-        weighted.append({"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}})
+        weighted.append(_errors())
     if tail.latency_threshold_ms:
         weighted.append({"name": "latency", "type": "latency", "latency": {"threshold_ms": tail.latency_threshold_ms}})
     weighted.append(_probabilistic(tail.probabilistic_percentage))
 
     always: list[Config] = []
     if tail.critical_services:
-        always.append(
-            {
-                "name": "critical-services",
-                "type": "string_attribute",
-                "string_attribute": {"key": "service.name", "values": list(tail.critical_services)},
-            }
-        )
+        always.append(_critical(tail.critical_services))
     if tail.keep_debug_attribute:
         always.append(
             {"name": "debug", "type": "string_attribute", "string_attribute": {"key": "debug", "values": ["true"]}}
@@ -75,6 +69,37 @@ def _policies(tail: TailSampling) -> list[Config]:
         },
     }
     return [composite, *always]
+
+
+def _errors() -> Config:
+    return {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}
+
+
+def _critical(services: list[str]) -> Config:
+    return {
+        "name": "critical-services",
+        "type": "string_attribute",
+        "string_attribute": {"key": "service.name", "values": list(services)},
+    }
+
+
+def _emergency_policies(tail: TailSampling, emergency: Emergency) -> list[Config]:
+    """Errors and critical services still kept, under a cap (a composite with half the rate each, or
+    all of it for errors when no service is critical), OR-ed with a small probabilistic share of the rest.
+    Latency, debug and baseline policies are dropped: under pressure only what an incident needs stays."""
+    keep = [_errors()] + ([_critical(tail.critical_services)] if tail.critical_services else [])
+    share = 100 // len(keep)
+    capped: Config = {
+        "name": "emergency-keep",
+        "type": "composite",
+        "composite": {
+            "max_total_spans_per_second": emergency.keep_spans_per_second,
+            "policy_order": [p["name"] for p in keep],
+            "composite_sub_policy": keep,
+            "rate_allocation": [{"policy": p["name"], "percent": share} for p in keep],
+        },
+    }
+    return [capped, _probabilistic(emergency.sampling_percentage)]
 
 
 def _probabilistic(percentage: float) -> Config:

@@ -15,12 +15,8 @@ Rules (each finding says where and why):
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from otelstack.catalog.components import KINDS, Catalog, catalog
@@ -171,6 +167,11 @@ def _check_component(add: Any, cat: Catalog, kind: str, comp_id: str, settings: 
         add(where, f"{type_!r} is a deprecated alias; the pinned release's name is {comp.type!r}", "warning")
     if settings is None:
         return
+    if isinstance(settings, Mapping):
+        for key, why in comp.deprecated_keys.items():
+            if key in settings:
+                release = cat.release["otelcol_contrib"]
+                add(f"{where}.{key}", f"deprecated key in otelcol-contrib {release}: {why}", "warning")
     _check_keys(add, cat, where, settings, comp.keys)
 
 
@@ -299,17 +300,3 @@ def trace_routing_findings(
 
 def has_tail_sampling(config: Mapping[str, Any]) -> bool:
     return any(_type_of(p) == "tail_sampling" for p in (config.get("processors") or {}))
-
-
-def run_otelcol_validate(text: str, binary: str = "otelcol-contrib") -> tuple[bool, str] | None:
-    """Run the real binary's ``validate`` when it is on PATH; None when it is not installed."""
-    exe = shutil.which(binary)
-    if exe is None:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(text, encoding="utf-8")
-        proc = subprocess.run(
-            [exe, "validate", f"--config={path}"], capture_output=True, text=True, timeout=120, check=False
-        )
-    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()

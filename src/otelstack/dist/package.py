@@ -8,6 +8,7 @@ artefact ``<artefact>.sha256`` with the bare hex digest. The roles install from 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -62,7 +63,11 @@ def package(built: Sequence[Built], out: Path, arch: str) -> list[Path]:
     collector = by_name["otelcol-contrib"]
     release = otelcol_contrib()
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+    # gzip stamps its header with the time unless told otherwise: fix it for reproducible archives
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=FIXED_MTIME, filename="", compresslevel=6) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for name, data, mode in (
             (release.binary, collector.path.read_bytes(), 0o755),
             ("README.md", _readme(collector), 0o644),

@@ -81,9 +81,10 @@ molecule: lab
 # the real collector and supervisor, so they are built before the tests.
 test: lab binaries check molecule
 
-bench: $(VENV)/.test
+bench: $(VENV)/.test binaries
 	$(BIN)/python bench/render_fleet.py
 	$(BIN)/python bench/opamp_fleet.py
+	$(BIN)/python bench/real_validate.py
 
 # site.yml on the local container lab against `ansible all -m ping` (minutes; needs `make lab`).
 bench-vm: lab

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from otelstack.errors import SpecError
@@ -132,11 +132,107 @@ def test_maps_merge_deeply() -> None:
     }
 
 
-def test_append_needs_a_list_value() -> None:
-    with pytest.raises(SpecError, match=r"x\+ appends to a list, so its value must be a list"):
-        merge({}, {"x+": "nope"})
+@given(DOCS, KEYS, st.one_of(SCALARS, st.dictionaries(KEYS, SCALARS, max_size=2)))
+def test_a_plus_key_whose_value_is_not_a_list_is_an_ordinary_key(a: dict[str, Any], key: str, value: Any) -> None:
+    """Only `key+: [list]` appends, so a key that really ends in + (a route regex "/a+") can be written."""
+    merged = merge(a, {key + "+": value})
+    assert merged[key + "+"] == value
+    assert {k: v for k, v in merged.items() if k != key + "+"} == a
+
+
+def test_appending_to_a_non_list_names_the_level_that_set_it() -> None:
+    with pytest.raises(SpecError, match=r"b.yaml: x\+ appends to a list, but a.yaml set x to a number"):
+        merge_layers([Layer("a.yaml", {"x": 1}), Layer("b.yaml", {"x+": [2]})])
 
 
 def test_non_string_keys_are_refused() -> None:
     with pytest.raises(SpecError, match=r"key 1 at top level must be a string"):
         merge_layers([Layer("f.yaml", {1: "x"})])
+
+
+# --- deferred maps (collector_overrides): levels combine first, then apply over the rendered config --
+
+DEFERRED = [("o",)]
+
+
+@st.composite
+def overlays(draw: st.DrawFn, depth: int = 2) -> dict[str, Any]:
+    """A level's override document with markers: `key: null` deletes, `key+: [..]` appends."""
+    doc: dict[str, Any] = {}
+    for key in draw(st.lists(KEYS, unique=True, max_size=3)):
+        choice = draw(st.integers(0, 3 if depth else 2))
+        if choice == 0:
+            doc[key] = draw(st.one_of(SCALARS, st.lists(SCALARS, max_size=3)))
+        elif choice == 1:
+            doc[key] = None
+        elif choice == 2:
+            doc[key + "+"] = draw(st.lists(SCALARS, max_size=3))
+        else:
+            doc[key] = draw(overlays(depth - 1))
+    return doc
+
+
+def map_over_non_map(lower: dict[str, Any], higher: dict[str, Any]) -> bool:
+    """The one documented difference: a higher level's map where a lower level wrote null or a non-map
+    merges into the rendered config (the lower level's value is not replayed)."""
+    return any(
+        isinstance(value, dict)
+        and key in lower
+        and (not isinstance(lower[key], dict) or map_over_non_map(lower[key], value))
+        for key, value in higher.items()
+    )
+
+
+def outcome(fn: Any) -> Any:
+    try:
+        return fn()
+    except SpecError:
+        return SpecError
+
+
+@given(DOCS, overlays(), overlays())
+def test_deferred_levels_combine_like_applying_them_one_after_another(
+    rendered: dict[str, Any], a: dict[str, Any], b: dict[str, Any]
+) -> None:
+    assume(not map_over_non_map(a, b))
+    one_by_one = outcome(lambda: merge(merge(rendered, a), b))
+    combined = outcome(lambda: merge_layers([Layer("a", {"o": a}), Layer("b", {"o": b})], deferred=DEFERRED))
+    if combined is SpecError:
+        assert one_by_one is SpecError  # an append to a non-list is refused at load time only when it is wrong
+        return
+    applied = outcome(lambda: merge(rendered, combined.data.get("o", {})))
+    if one_by_one is not SpecError:
+        assert applied == one_by_one
+
+
+@given(overlays())
+def test_a_single_level_deferred_map_keeps_its_markers(a: dict[str, Any]) -> None:
+    merged = merge_layers([Layer("a", {"o": a})], deferred=DEFERRED)
+    assert merged.data.get("o", {}) == a
+
+
+def test_appends_in_collector_overrides_reach_the_rendered_lists() -> None:
+    rendered = {"service": {"pipelines": {"traces": {"processors": ["memory_limiter", "batch"]}}}}
+    levels = [
+        Layer("global.yaml", {"o": {"service": {"pipelines": {"traces": {"processors+": ["transform/a"]}}}}}),
+        Layer("prod.yaml", {"o": {"service": {"pipelines": {"traces": {"processors+": ["transform/b"]}}}}}),
+    ]
+    merged = merge_layers(levels, deferred=DEFERRED)
+    assert merge(rendered, merged.data["o"])["service"]["pipelines"]["traces"]["processors"] == [
+        "memory_limiter",
+        "batch",
+        "transform/a",
+        "transform/b",
+    ]
+    assert merged.source_of(("o", "service", "pipelines", "traces", "processors+", "1")) == "prod.yaml"
+
+
+def test_null_in_collector_overrides_deletes_from_the_rendered_config() -> None:
+    rendered = {"processors": {"batch": {}, "memory_limiter": {}}}
+    merged = merge_layers([Layer("prod.yaml", {"o": {"processors": {"batch": None}}})], deferred=DEFERRED)
+    assert merge(rendered, merged.data["o"]) == {"processors": {"memory_limiter": {}}}
+
+
+def test_a_higher_level_setting_the_key_drops_lower_appends() -> None:
+    merged = merge_layers([Layer("a", {"o": {"l+": [1]}}), Layer("b", {"o": {"l": [9]}})], deferred=DEFERRED)
+    assert merged.data["o"] == {"l": [9]}

@@ -45,32 +45,45 @@ def error_of(configs: Path, env: str = "prod", region: str | None = None, **kw: 
         ),
         ("security: {allow_insecure: true}\n", r"security.allow_insecure is refused in prod"),
         ("backends: {loki: {endpoint: 'loki:3100'}}\n", r"backends.loki.endpoint: 'loki:3100' is not a URL"),
-        ("backends: {tempo: {endpoint: 'http://tempo'}}\n", r"backends.tempo.endpoint: String should match pattern"),
+        (
+            "backends: {tempo: {endpoint: 'http://tempo'}}\n",
+            r"backends.tempo.endpoint: expected host:port, e.g. tempo.example.internal:4317 \(got 'http://tempo'\)",
+        ),
         (
             "backends: {clickhouse: {password: hunter2}}\n",
-            r"backends.clickhouse.password: String should match pattern",
+            r"backends.clickhouse.password: expected a secret reference: use env:NAME .* never the secret itself",
         ),
-        ("security: {receiver_auth: {token: 'env:lower'}}\n", r"security.receiver_auth.token: String should match"),
+        (
+            "security: {receiver_auth: {token: 'env:lower'}}\n",
+            r"security.receiver_auth.token: expected a secret reference: use env:NAME \(an upper-case",
+        ),
         ("security: {tls: {agent_to_gateway: sometimes}}\n", r"Input should be 'mtls', 'tls' or 'insecure'"),
         (
             "sampling: {tail: {composite: {errors: 80, latency: 30, probabilistic: 20}}}\n",
             r"composite weights add up to 130 %, at most 100 % is allowed",
         ),
-        ("tiers: {gateway: {min_replicas: 5, max_replicas: 3}}\n", r"min_replicas \(5\) is above max_replicas \(3\)"),
+        (
+            "tiers: {gateway: {min_replicas: 5, max_replicas: 3}}\n",
+            r"prod/platform.yaml: tiers.gateway.min_replicas = 5 is above tiers.gateway.max_replicas = 3",
+        ),
         (
             "tiers: {gateway: {min_replicas: 1}}\n",
             r"tiers.gateway.min_replicas: Input should be greater than or equal to 2",
         ),
         (
             "tiers: {agent: {resolver: {kind: static}}}\n",
-            r"resolver kind 'static' needs at least one entry in hostnames",
+            r"resolver tiers.agent.resolver.kind \(.*prod/platform.yaml\) is 'static', which needs at least one "
+            r"entry in tiers.agent.resolver.hostnames \(default\)",
         ),
         ("retention: {logs: {hot_days: 30, warm_days: 7}}\n", r"retention tiers must not shrink"),
         (
             "redaction: {patterns: [{attribute: a, pattern: '([', replacement: x}]}\n",
             r"redaction.patterns.0.pattern: pattern '\(\[' is not a valid regular expression",
         ),
-        ("sampling: {tail: {decision_wait: ten}}\n", r"sampling.tail.decision_wait: String should match pattern"),
+        (
+            "sampling: {tail: {decision_wait: ten}}\n",
+            r"sampling.tail.decision_wait: expected a duration: a whole number followed by ms, s, m or h",
+        ),
         ("load: {spans_per_second: -1}\n", r"load.spans_per_second: Input should be greater than or equal to 0"),
         ("size: huge\n", r"size: Input should be 'small', 'medium', 'large' or 'xlarge'"),
     ],

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 import json
-from typing import Annotated, Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -35,6 +36,8 @@ def _type_name(annotation: Any) -> str:
         return _type_name(get_args(annotation)[0])
     if get_origin(annotation) in (list, dict):
         return f"{get_origin(annotation).__name__} of " + ", ".join(_type_name(a) for a in get_args(annotation))
+    if get_origin(annotation) in (Union, UnionType) and any(get_origin(a) is Annotated for a in get_args(annotation)):
+        return " \\| ".join("None" if a is type(None) else _type_name(a) for a in get_args(annotation))
     text = str(annotation) if get_origin(annotation) is not None else getattr(annotation, "__name__", str(annotation))
     return str(text).replace("typing.", "").replace("otelstack.model.spec.", "").replace("|", "\\|")
 

@@ -6,17 +6,34 @@ hierarchy overrides them per environment and region.
 
 from __future__ import annotations
 
+import importlib
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 SECRET_REF = re.compile(r"^(env:[A-Z_][A-Z0-9_]*|file:/[^\s]+)$")
 DURATION = re.compile(r"^\d+(ms|s|m|h)$")
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+OPAMP_PATH = "/v1/opamp"
+STRICT_ENVIRONMENTS = ("staging", "prod")  # TLS on every hop, mTLS to gateways, tokens on receivers
+
+# What each pattern means, in words: loader.explain() says this instead of showing the regular expression.
+PATTERN_HELP: dict[str, str] = {
+    SECRET_REF.pattern: (
+        "a secret reference: use env:NAME (an upper-case environment variable) or file:/absolute/path, "
+        "never the secret itself"
+    ),
+    DURATION.pattern: "a duration: a whole number followed by ms, s, m or h, e.g. 500ms, 10s, 5m, 1h",
+    HOST_PORT.pattern: "host:port, e.g. tempo.example.internal:4317",
+    SERVICE_NAME.pattern: "a service.name: letters, digits, '_', '.' and '-'",
+    IDENTIFIER.pattern: "an identifier: a letter or '_', then letters, digits or '_'",
+}
 
 
 class Strict(BaseModel):
@@ -34,7 +51,72 @@ SecretRef = Annotated[
         description="a reference, never the secret: env:NAME (upper-case variable) or file:/absolute/path",
     ),
 ]
-HostPort = Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$", description="host:port")]
+
+
+def _port_in_range(value: str) -> str:
+    port = int(value.rsplit(":", 1)[1])
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} in {value!r} is out of range; allowed: 1–65535")
+    return value
+
+
+HostPort = Annotated[str, Field(pattern=HOST_PORT.pattern, description="host:port"), AfterValidator(_port_in_range)]
+
+# Constructs of Python's re that RE2 (Go's regexp, used by the collector and OTTL) refuses.
+_RE2_UNSUPPORTED = {
+    "ASSERT": "a lookahead/lookbehind ((?=…), (?<=…))",
+    "ASSERT_NOT": "a negative lookahead/lookbehind ((?!…), (?<!…))",
+    "GROUPREF": "a backreference (\\1, (?P=name))",
+    "GROUPREF_EXISTS": "a conditional group ((?(1)…|…))",
+    "ATOMIC_GROUP": "an atomic group ((?>…))",
+    "POSSESSIVE_REPEAT": "a possessive quantifier (*+, ++, ?+)",
+    "AT_END_STRING": "\\Z (write $ or \\z)",
+}
+
+
+_MAXREPEAT: int = getattr(importlib.import_module("re._constants"), "MAXREPEAT", 2**32 - 1)
+
+
+def _re2_problem(parsed: Any) -> str | None:
+    """The first construct RE2 does not support in a parsed Python pattern (re._parser), if any."""
+    stack = [parsed]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, tuple | list) or type(node).__name__ == "SubPattern":
+            items = list(node)
+            if items and type(items[0]).__name__ == "_NamedIntConstant":
+                name = str(items[0])
+                if name in _RE2_UNSUPPORTED:
+                    return _RE2_UNSUPPORTED[name]
+                if name == "AT" and len(items) > 1 and str(items[1]) in _RE2_UNSUPPORTED:
+                    return _RE2_UNSUPPORTED[str(items[1])]
+                if name in ("MAX_REPEAT", "MIN_REPEAT") and len(items) > 1:
+                    low, high = items[1][0], items[1][1]
+                    if low > 1000 or (high > 1000 and high != _MAXREPEAT):
+                        return "a repetition count above 1000 ({n,m} with n or m > 1000)"
+            stack.extend(items)
+    return None
+
+
+def check_re2(value: str) -> str:
+    """A regular expression the collector (RE2) accepts: it compiles, without Python-only constructs."""
+    try:
+        re.compile(value)
+        parser: Any = importlib.import_module("re._parser")
+        parsed = parser.parse(value)
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:
+        raise ValueError(f"pattern {value!r} is not a valid regular expression: {exc}") from None
+    problem = _re2_problem(parsed)
+    if problem:
+        raise ValueError(
+            f"pattern {value!r} uses {problem}, which RE2 (the collector's regular expressions) does not "
+            "support; allowed: RE2 syntax, without lookarounds, backreferences, atomic groups, possessive "
+            "quantifiers or conditionals"
+        )
+    return value
+
+
+Re2Regex = Annotated[str, AfterValidator(check_re2)]
 
 
 class TlsMode(StrEnum):
@@ -63,7 +145,7 @@ class ExpectedLoad(Strict):
     spans_per_second: int = Field(1000, ge=0, description="expected spans/s before sampling")
     log_records_per_second: int = Field(1000, ge=0, description="expected log records/s")
     active_series: int = Field(100_000, ge=0, description="expected active metric series")
-    agents: int = Field(10, ge=0, description="number of agent-tier collectors (nodes or VMs)")
+    agents: int = Field(10, ge=1, description="number of agent-tier collectors (nodes or VMs), at least 1")
     average_span_bytes: int = Field(1024, ge=64, le=65536, description="average encoded span size")
     average_log_bytes: int = Field(512, ge=32, le=65536, description="average encoded log record size")
     average_sample_bytes: int = Field(
@@ -91,7 +173,7 @@ class GatewayResolver(Strict):
     @model_validator(mode="after")
     def _static_needs_hosts(self) -> GatewayResolver:
         if self.kind == "static" and not self.hostnames:
-            raise ValueError("resolver kind 'static' needs at least one entry in hostnames")
+            raise ValueError("resolver `kind` is 'static', which needs at least one entry in `hostnames`")
         return self
 
 
@@ -108,7 +190,22 @@ class AgentTier(Strict):
     )
     host_metrics_interval: Duration = "30s"
     kubelet_interval: Duration = "30s"
+    kubelet_ca: str = Field(
+        "serviceaccount",
+        description="how agents verify the kubelet's serving certificate: serviceaccount (the cluster CA; "
+        "kubelets with CA-signed serving certificates), file:/path (a CA bundle, e.g. for kubeadm's "
+        "self-signed kubelet certificates), or insecure_skip_verify (refused outside dev)",
+    )
     resolver: GatewayResolver = Field(default_factory=lambda: GatewayResolver())
+
+    @field_validator("kubelet_ca")
+    @classmethod
+    def _kubelet_ca(cls, v: str) -> str:
+        if v in ("serviceaccount", "insecure_skip_verify") or re.match(r"^file:/\S+$", v):
+            return v
+        raise ValueError(
+            f"{v!r} is not a kubelet CA choice; allowed: serviceaccount, file:/absolute/path, insecure_skip_verify"
+        )
 
 
 class GatewayTier(Strict):
@@ -123,7 +220,10 @@ class GatewayTier(Strict):
     @model_validator(mode="after")
     def _replica_bounds(self) -> GatewayTier:
         if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})")
+            raise ValueError(
+                f"`min_replicas` = {self.min_replicas} is above `max_replicas` = {self.max_replicas}; "
+                "allowed: min_replicas at most max_replicas"
+            )
         return self
 
 
@@ -135,20 +235,50 @@ class Tiers(Strict):
 # --- backends -----------------------------------------------------------------------------------
 
 
-def _check_url(value: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(value)
+def _check_url(value: str, schemes: tuple[str, ...], example: str) -> str:
+    expected = f"a URL with scheme {' or '.join(schemes)} and a host, e.g. {example}"
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not {expected} ({exc})") from None
     if parts.scheme not in schemes or not parts.hostname:
-        raise ValueError(f"{value!r} is not a URL with scheme {' or '.join(schemes)} and a host")
+        raise ValueError(f"{value!r} is not {expected}")
+    raw_port = parts.netloc.rpartition("]")[2].rpartition(":")[2] if ":" in parts.netloc else ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        shown, what = (raw_port, "is out of range") if raw_port.isdigit() else (repr(raw_port), "is not a number")
+        raise ValueError(f"port {shown} in {value!r} {what}; allowed: 1–65535")
     return value
 
 
+_TRUE = ("1", "t", "true")
+
+
+def clickhouse_plaintext(endpoint: str) -> str | None:
+    """Why a ClickHouse endpoint is not TLS-protected and verified, or None when it is."""
+    parts = urlsplit(endpoint)
+    query = {k.lower(): v.lower() for k, v in parse_qsl(parts.query)}
+    if query.get("skip_verify") in _TRUE:
+        return "turns off certificate verification (skip_verify)"
+    if parts.scheme == "http":
+        return "is plain HTTP"
+    if parts.scheme in ("tcp", "clickhouse") and query.get("secure") not in _TRUE:
+        return "is the plaintext native protocol (no secure=true)"
+    return None
+
+
 class ClickHouseBackend(Strict):
+    EXAMPLE: ClassVar[str] = "tcp://clickhouse.example.internal:9440?secure=true"
+
     enabled: bool = Field(True, description="export traces, metrics and logs to ClickHouse")
     endpoint: str = Field(
         "tcp://clickhouse.observability.internal:9440?secure=true",
         description="tcp://, clickhouse://, http:// or https:// URL; use ?secure=true or https for TLS",
     )
-    database: str = Field("otel", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="database holding the otel_* tables")
+    database: str = Field("otel", pattern=IDENTIFIER.pattern, description="database holding the otel_* tables")
     username: str = Field("otel_writer", description="ClickHouse user the gateways write as")
     password: SecretRef = Field(
         "env:OTELSTACK_CLICKHOUSE_PASSWORD", description="reference to the password (env:NAME or file:/path)"
@@ -158,15 +288,19 @@ class ClickHouseBackend(Strict):
     @field_validator("endpoint")
     @classmethod
     def _url(cls, v: str) -> str:
-        return _check_url(v, ("tcp", "clickhouse", "http", "https"))
+        return _check_url(v, ("tcp", "clickhouse", "http", "https"), cls.EXAMPLE)
 
 
 class TempoBackend(Strict):
+    EXAMPLE: ClassVar[str] = "tempo.example.internal:4317"
+
     enabled: bool = Field(True, description="export traces to Tempo over OTLP gRPC")
     endpoint: HostPort = Field("tempo.observability.internal:4317", description="Tempo distributor OTLP gRPC host:port")
 
 
 class LokiBackend(Strict):
+    EXAMPLE: ClassVar[str] = "https://loki.example.internal:3100/otlp"
+
     enabled: bool = Field(True, description="export logs to Loki's native OTLP endpoint")
     endpoint: str = Field(
         "https://loki.observability.internal:3100/otlp",
@@ -176,17 +310,19 @@ class LokiBackend(Strict):
     @field_validator("endpoint")
     @classmethod
     def _url(cls, v: str) -> str:
-        return _check_url(v, ("http", "https"))
+        return _check_url(v, ("http", "https"), cls.EXAMPLE)
 
 
 class PrometheusBackend(Strict):
+    EXAMPLE: ClassVar[str] = "https://prometheus.example.internal:9090/api/v1/write"
+
     enabled: bool = Field(True, description="export metrics by Prometheus remote write")
     endpoint: str = Field("https://prometheus.observability.internal:9090/api/v1/write", description="remote-write URL")
 
     @field_validator("endpoint")
     @classmethod
     def _url(cls, v: str) -> str:
-        return _check_url(v, ("http", "https"))
+        return _check_url(v, ("http", "https"), cls.EXAMPLE)
 
 
 class Backends(Strict):
@@ -232,7 +368,15 @@ class OpampClient(Strict):
     @field_validator("endpoint")
     @classmethod
     def _url(cls, v: str) -> str:
-        return _check_url(v, ("ws", "wss", "http", "https"))
+        example = f"wss://opamp.example.internal:4320{OPAMP_PATH}"
+        v = _check_url(v, ("ws", "wss", "http", "https"), example)
+        path = urlsplit(v).path
+        if path != OPAMP_PATH:
+            raise ValueError(
+                f"{v!r} has the path {path or '(none)'!r}; the OpAMP server serves {OPAMP_PATH}: "
+                f"write it, e.g. {example}"
+            )
+        return v
 
 
 class Security(Strict):
@@ -250,12 +394,29 @@ class Security(Strict):
 
 
 class HeadSampling(Strict):
-    """What SDKs and operator-injected agents are told (OTEL_TRACES_SAMPLER[_ARG])."""
+    """What SDKs and operator-injected agents are told (OTEL_TRACES_SAMPLER[_ARG]).
 
-    sampler: Literal["parentbased_traceidratio", "parentbased_always_on", "always_on"] = Field(
-        "parentbased_traceidratio", description="OTEL_TRACES_SAMPLER given to SDKs and injected agents"
+    The platform samples once, at the gateways: SDKs send every span to their node-local agent, span
+    metrics are computed from all spans before tail sampling, and tail sampling decides what is kept.
+    A head ratio below 1 would compound with the tail share (10 % × 10 % keeps 1 %) and make span
+    metrics count low by the same factor, so it is refused (docs/collector.md, "Sampling").
+    """
+
+    sampler: Literal["parentbased_always_on", "always_on", "parentbased_traceidratio"] = Field(
+        "parentbased_always_on", description="OTEL_TRACES_SAMPLER given to SDKs and injected agents"
     )
-    ratio: float = Field(1.0, ge=0, le=1, description="OTEL_TRACES_SAMPLER_ARG (0–1)")
+    ratio: float = Field(
+        1.0, ge=0, le=1, description="OTEL_TRACES_SAMPLER_ARG; must stay 1.0 (sampling is decided at the gateways)"
+    )
+
+    @model_validator(mode="after")
+    def _sample_once(self) -> HeadSampling:
+        if self.ratio < 1:
+            raise ValueError(
+                f"ratio is {self.ratio:g}: head sampling below 1.0 compounds with tail sampling and makes span "
+                "metrics count low; keep 1.0 and lower sampling.tail.probabilistic_percentage instead"
+            )
+        return self
 
 
 class CompositeWeights(Strict):
@@ -270,7 +431,10 @@ class CompositeWeights(Strict):
     def _sum(self) -> CompositeWeights:
         total = self.errors + self.latency + self.probabilistic
         if total > 100:
-            raise ValueError(f"composite weights add up to {total} %, at most 100 % is allowed")
+            raise ValueError(
+                f"composite weights add up to {total} %, at most 100 % is allowed: `errors` = {self.errors}, "
+                f"`latency` = {self.latency}, `probabilistic` = {self.probabilistic}"
+            )
         return self
 
 
@@ -305,17 +469,8 @@ class Sampling(Strict):
 
 class PatternRedaction(Strict):
     attribute: str = Field(description="attribute whose value is rewritten")
-    pattern: str = Field(description="regular expression (RE2 syntax)")
+    pattern: Re2Regex = Field(description="regular expression (RE2 syntax)")
     replacement: str = Field(description="replacement; ${1} refers to a group")
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, v: str) -> str:
-        try:
-            re.compile(v)
-        except re.error as exc:
-            raise ValueError(f"pattern {v!r} is not a valid regular expression: {exc}") from exc
-        return v
 
 
 class Redaction(Strict):
@@ -348,7 +503,7 @@ class Cardinality(Strict):
         default_factory=lambda: ["user.id", "request.id", "request_id", "session_id", "trace_id"],
         description="per-request attributes deleted from metric data points",
     )
-    route_patterns: dict[str, str] = Field(
+    route_patterns: dict[Re2Regex, str] = Field(
         default_factory=lambda: {"/users/[0-9]+": "/users/{id}", "/orders/[0-9]+": "/orders/{id}"},
         description="regex → replacement applied to http.route on metric data points",
     )
@@ -360,10 +515,17 @@ class Cardinality(Strict):
 
 class Emergency(Strict):
     sampling_percentage: Percentage = Field(
-        1, description="tail sampling in the emergency overlay (only a probabilistic policy)"
+        1, description="share of the traces that are neither errors nor critical kept in an emergency"
     )
-    drop_services_regex: str = Field(
-        "non-critical-.*", description="services whose spans and logs the emergency overlay drops"
+    keep_spans_per_second: int = Field(
+        500,
+        ge=1,
+        description="cap on the error and critical-service spans/s an emergency still keeps (half each)",
+    )
+    drop_services_regex: Re2Regex | None = Field(
+        None,
+        description="services whose spans and logs the emergency overlay drops (RE2 on service.name; "
+        "none by default: name your non-critical services)",
     )
     drop_log_severity_below: Literal["WARN", "ERROR"] = Field(
         "WARN", description="logs below this severity are dropped in an emergency"
@@ -384,7 +546,12 @@ class SignalRetention(Strict):
         tiers = [self.hot_days, self.warm_days, self.cold_days, self.archive_days]
         nonzero = [d for d in tiers if d]
         if nonzero != sorted(nonzero):
-            raise ValueError(f"retention tiers must not shrink from hot to archive: {tiers}")
+            raise ValueError(
+                f"retention tiers must not shrink from hot to archive: `hot_days` = {self.hot_days}, "
+                f"`warm_days` = {self.warm_days}, `cold_days` = {self.cold_days}, "
+                f"`archive_days` = {self.archive_days}; allowed: each non-zero tier at least the one before "
+                "(0: no such tier)"
+            )
         return self
 
     @property
@@ -443,17 +610,66 @@ class PlatformSpec(Strict):
 
     @model_validator(mode="after")
     def _insecure_only_where_allowed(self) -> PlatformSpec:
-        if self.security.allow_insecure and self.environment in ("staging", "prod"):
-            raise ValueError(f"security.allow_insecure is refused in {self.environment}: every hop there uses TLS")
-        if not self.security.allow_insecure:
-            hops = self.security.tls
-            for hop in ("agent_to_gateway", "gateway_to_backends", "collectors_to_opamp"):
-                if getattr(hops, hop) is TlsMode.INSECURE:
-                    raise ValueError(
-                        f"security.tls.{hop} is 'insecure' (TLS off) in environment {self.environment!r}; "
-                        "allowed: mtls or tls (set security.allow_insecure: true, dev only, to permit plaintext)"
-                    )
+        if self.tiers.agent.kubelet_ca == "insecure_skip_verify" and not self.security.allow_insecure:
+            raise ValueError(
+                "tiers.agent.kubelet_ca is insecure_skip_verify (kubelet certificate not verified) in environment "
+                f"{self.environment!r}; allowed: serviceaccount or file:/path to the kubelet CA "
+                "(set security.allow_insecure: true, dev only, to permit it)"
+            )
+        problems = self._security_problems()
+        if problems:
+            # One problem per line, each naming its keys in backticks (loader.explain adds the files).
+            raise ValueError("\n".join(problems))
         return self
+
+    def _security_problems(self) -> list[str]:
+        """TLS and authentication on every hop: plaintext only where ``security.allow_insecure`` (dev only);
+        in staging and prod also client certificates to the gateways and tokens on their receivers."""
+        env = self.environment
+        sec = self.security
+        strict = env in STRICT_ENVIRONMENTS
+        problems: list[str] = []
+        dev_only = "(set security.allow_insecure: true, dev only, to permit plaintext)"
+        if sec.allow_insecure and strict:
+            problems.append(f"`security.allow_insecure` is refused in {env}: every hop there uses TLS")
+        if not sec.allow_insecure:
+            for hop in ("agent_to_gateway", "gateway_to_backends", "collectors_to_opamp"):
+                if getattr(sec.tls, hop) is TlsMode.INSECURE:
+                    problems.append(
+                        f"`security.tls.{hop}` is 'insecure' (TLS off) in environment {env!r}; "
+                        f"allowed: mtls or tls {dev_only}"
+                    )
+            ch = self.backends.clickhouse
+            if ch.enabled and (why := clickhouse_plaintext(ch.endpoint)):
+                problems.append(
+                    f"`backends.clickhouse.endpoint` = {ch.endpoint!r} {why}: the password of "
+                    f"{ch.username!r} and the telemetry would cross the network unprotected in environment "
+                    f"{env!r}; allowed: tcp://HOST:9440?secure=true or https://HOST:8443 {dev_only}"
+                )
+            for name in ("loki", "prometheus"):
+                backend = getattr(self.backends, name)
+                if backend.enabled and urlsplit(backend.endpoint).scheme == "http":
+                    problems.append(
+                        f"`backends.{name}.endpoint` = {backend.endpoint!r} is plain HTTP in environment "
+                        f"{env!r}; allowed: https:// {dev_only}"
+                    )
+            if urlsplit(sec.opamp.endpoint).scheme in ("ws", "http"):
+                problems.append(
+                    f"`security.opamp.endpoint` = {sec.opamp.endpoint!r} is plaintext in environment {env!r}; "
+                    f"allowed: wss:// or https:// {dev_only}"
+                )
+        if strict:
+            if sec.tls.agent_to_gateway is TlsMode.TLS:
+                problems.append(
+                    f"`security.tls.agent_to_gateway` is 'tls' in {env}: gateways there require client "
+                    "certificates from agents; allowed: mtls"
+                )
+            if sec.receiver_auth.kind == "none":
+                problems.append(
+                    f"`security.receiver_auth.kind` is 'none' in {env}: gateways there also require a token "
+                    "from agents; allowed: bearer (with security.receiver_auth.token)"
+                )
+        return problems
 
     @property
     def insecure_allowed(self) -> bool:

@@ -556,7 +556,11 @@ def main() -> None:
         revision = work / "configs-r2"
         shutil.copytree(ROOT / "configs", revision)
         level = revision / "dev" / "platform.yaml"
-        level.write_text(level.read_text() + "tiers:\n  agent:\n    log_include+: [/srv/bench/*.log]\n")
+        # A second revision: one more log file for every dev agent (keys are unique within a level file,
+        # so the change goes into its existing `tiers:` map).
+        doc = yaml.safe_load(level.read_text())
+        doc.setdefault("tiers", {}).setdefault("agent", {})["log_include+"] = ["/srv/bench/*.log"]
+        level.write_text(yaml.safe_dump(doc, sort_keys=False))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]

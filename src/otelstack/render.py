@@ -93,7 +93,7 @@ def build_collector(spec: PlatformSpec, name: str, variant: Variant = "normal") 
         overrides = spec.collector_overrides.gateway
         memory = size_platform(spec).gateway.memory_limit_mib
     if overrides:
-        config = merge(config, overrides)
+        config = merge(config, overrides, source=f"collector_overrides.{prof.tier}")
     if variant == "emergency":
         config = apply_emergency(config, spec)
     elif variant == "safe-minimal":

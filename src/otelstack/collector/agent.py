@@ -142,7 +142,7 @@ def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_ex
                 "metrics": {"receivers": [otlp_rx, metrics_rx], "processors": chain, "exporters": [x_otlp]},
                 "logs": {"receivers": [otlp_rx, logs_rx], "processors": chain, "exporters": [x_otlp]},
             },
-            "telemetry": telemetry(spec),
+            "telemetry": telemetry(spec, supervised=not opamp_extension_enabled),
         },
     }
 

@@ -106,16 +106,24 @@ def file_storage(directory: str) -> Config:
     }
 
 
-def telemetry(spec: PlatformSpec) -> Config:
-    """Self-telemetry: Prometheus pull reader on 8888 (scraped; the runbooks and alerts rely on it)."""
-    return {
+def telemetry(spec: PlatformSpec, *, supervised: bool) -> Config:
+    """Self-telemetry: Prometheus pull reader on 8888 (scraped; the runbooks and alerts rely on it).
+
+    The resource is the attributes list (the inline map is deprecated: a warning on every start). Under
+    opampsupervisor it is left out: the supervisor writes the resource itself from the agent description
+    (which carries ``deployment.environment.name``) plus ``service.instance.id``, and a list of ours,
+    merged after its file, would replace its list whole.
+    """
+    config: Config = {
         "logs": {"level": "info", "encoding": "json"},
         "metrics": {
             "level": "detailed" if spec.environment == "dev" else "normal",
             "readers": [{"pull": {"exporter": {"prometheus": {"host": "0.0.0.0", "port": SELF_METRICS_PORT}}}}],
         },
-        "resource": {"deployment.environment.name": spec.environment},
     }
+    if not supervised:
+        config["resource"] = {"attributes": [{"name": "deployment.environment.name", "value": spec.environment}]}
+    return config
 
 
 def memory_limiter(limit_mib: int) -> Config:

@@ -196,7 +196,11 @@ def render_gateway(spec: PlatformSpec, paths: Paths, *, opamp_extension_enabled:
         "processors": processors,
         "connectors": connectors,
         "exporters": exporters,
-        "service": {"extensions": list(extensions), "pipelines": pipelines, "telemetry": telemetry(spec)},
+        "service": {
+            "extensions": list(extensions),
+            "pipelines": pipelines,
+            "telemetry": telemetry(spec, supervised=not opamp_extension_enabled),
+        },
     }
 
 

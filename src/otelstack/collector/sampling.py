@@ -23,6 +23,9 @@ def tail_sampling(tail: TailSampling, *, emergency: Emergency | None = None) -> 
         "decision_wait": tail.decision_wait,
         "num_traces": tail.num_traces,
         "expected_new_traces_per_sec": tail.expected_new_traces_per_sec,
+        # Spans that arrive after their trace left memory (an agent's retry after a gateway restart)
+        # follow the decision taken without them, instead of starting a second, partial decision.
+        "decision_cache": {"sampled_cache_size": tail.num_traces, "non_sampled_cache_size": tail.num_traces * 2},
         "policies": policies,
     }
 

@@ -23,7 +23,7 @@ from otelstack.errors import OtelstackError
 from otelstack.model.loader import load_spec
 from otelstack.render import PROFILES, VARIANTS, render_collector, render_platform, render_supervisor_for
 from otelstack.sizing import size_platform, sizing_markdown
-from otelstack.validate.binary import run_otelcol_validate
+from otelstack.validate.binary import missing_secrets, run_otelcol_validate
 from otelstack.validate.collector import validate_collector_config
 
 DEFAULT_CONFIGS = Path("configs")
@@ -313,7 +313,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for file in args.files:
         path = Path(file)
         try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            config = yaml.safe_load(text)
+        except UnicodeDecodeError as exc:
+            print(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})", file=sys.stderr)
+            failed += 1
+            continue
         except (OSError, yaml.YAMLError) as exc:
             print(f"{path}: cannot read as YAML: {exc}", file=sys.stderr)
             failed += 1
@@ -322,11 +327,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         errors = [f for f in findings if f.severity == "error"]
         for finding in findings:
             print(str(finding), file=sys.stderr)
-        real = run_otelcol_validate(path.read_text(encoding="utf-8"))
+        missing = missing_secrets(text) if args.require_secrets else []
+        for line in missing:
+            print(f"{path}: {line}", file=sys.stderr)
+        real = run_otelcol_validate(text)
         real_failed = real is not None and not real.ok
         if real is not None and real_failed:
             print(f"{path}: otelcol-contrib validate failed:\n{real.output}", file=sys.stderr)
-        if errors or real_failed:
+        if errors or real_failed or missing:
             failed += 1
         else:
             print(f"{path}: ok" + ("" if real is None else " (otelcol-contrib validate: ok)"))
@@ -370,9 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--supervisor", action="store_true", help="print the supervisor config for the profile")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("validate", help="validate collector config files (and run otelcol-contrib if on PATH)")
+    p = sub.add_parser("validate", help="validate collector config files (also with the real otelcol-contrib)")
     p.add_argument("files", nargs="+")
     p.add_argument("--allow-insecure", action="store_true", help="permit plaintext hops (dev only)")
+    p.add_argument(
+        "--require-secrets",
+        action="store_true",
+        help="fail when a ${env:NAME} the config references is unset or a ${file:/path} is unreadable here "
+        "(without it, secrets get placeholder values for the check)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("sizing", help="print the sizing report of an environment")

@@ -80,3 +80,31 @@ def test_validate_accepts_a_rendered_file_and_rejects_a_broken_one(
 def test_sizing_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sizing", "--env", "prod", "--configs", str(CONFIGS)]) == 0
     assert "| gateway |" in capsys.readouterr().out
+
+
+GATEWAY = Path(__file__).parents[2] / "tests" / "golden" / "prod" / "collector" / "gateway.yaml"
+
+
+def test_validate_runs_the_real_binary_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(GATEWAY)]) == 0
+    assert "(otelcol-contrib validate: ok)" in capsys.readouterr().out, "the built binary is found (make binaries)"
+
+
+def test_validate_require_secrets_names_each_missing_secret(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTELSTACK_INGEST_TOKEN", raising=False)
+    monkeypatch.setenv("OTELSTACK_CLICKHOUSE_PASSWORD", "set")
+    assert main(["validate", "--require-secrets", str(GATEWAY)]) == 1
+    err = capsys.readouterr().err
+    assert "${env:OTELSTACK_INGEST_TOKEN} is referenced but OTELSTACK_INGEST_TOKEN is not set" in err
+    assert "OTELSTACK_CLICKHOUSE_PASSWORD" not in err
+    monkeypatch.setenv("OTELSTACK_INGEST_TOKEN", "set")
+    assert main(["validate", "--require-secrets", str(GATEWAY)]) == 0
+
+
+def test_validate_reports_a_file_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"receivers:\n  otlp: \xff\n")
+    assert main(["validate", str(bad)]) == 1
+    assert f"{bad}: not UTF-8 text (byte 19: invalid start byte)" in capsys.readouterr().err

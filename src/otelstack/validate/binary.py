@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,18 @@ def secret_references(text: str) -> list[tuple[str, str]]:
     for match in REFERENCE.finditer(text):
         seen[(match.group(1), match.group(2))] = None
     return list(seen)
+
+
+def missing_secrets(text: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per secret the config references that this environment cannot give (a host's check)."""
+    env = os.environ if environ is None else environ
+    problems = []
+    for provider, name in secret_references(text):
+        if provider == "env" and not env.get(name):
+            problems.append(f"secret ${{env:{name}}} is referenced but {name} is not set (or empty)")
+        elif provider == "file" and not os.access(name, os.R_OK):
+            problems.append(f"secret ${{file:{name}}} is referenced but {name} cannot be read")
+    return problems
 
 
 def with_placeholders(text: str) -> tuple[str, dict[str, str]]:

@@ -169,6 +169,13 @@ def test_tls_off_skipped_verification_and_plaintext_endpoints(gateway: dict[str,
     bad = copy.deepcopy(gateway)
     bad["exporters"][loki]["endpoint"] = "http://loki:3100/otlp"
     one_error(bad, f"exporters.{loki}.endpoint: plaintext endpoint 'http://loki:3100/otlp'")
+    for endpoint in ("tcp://ch.internal:9000", "clickhouse://ch.internal:9000?secure=false"):
+        bad = copy.deepcopy(gateway)
+        bad["exporters"]["clickhouse"]["endpoint"] = endpoint
+        one_error(bad, f"exporters.clickhouse.endpoint: plaintext endpoint '{endpoint}': add ?secure=true")
+    good = copy.deepcopy(gateway)
+    good["exporters"]["clickhouse"]["endpoint"] = "tcp://ch.internal:9440?secure=true&compress=lz4"
+    assert errors(good) == []
     bad = copy.deepcopy(gateway)
     del bad["receivers"][OTLP_RX]["protocols"]["http"]["tls"]
     one_error(bad, f"receivers.{OTLP_RX}.protocols.http: plaintext listener on 0.0.0.0:4318")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from otelstack.catalog.components import KINDS, Catalog, catalog
 
@@ -234,12 +235,22 @@ def _extension_references(config: Mapping[str, Any]) -> Iterable[tuple[str, str]
                     yield f"{path}.storage", str(storage)
 
 
+def _plaintext_native(endpoint: str) -> bool:
+    """A ClickHouse native-protocol URL (tcp://, clickhouse://) without TLS switched on."""
+    if not endpoint.startswith(("tcp://", "clickhouse://")):
+        return False
+    query = urlsplit(endpoint).query
+    return not any(k == "secure" and v.lower() == "true" for k, v in parse_qsl(query))
+
+
 def _check_security(add: Any, config: Mapping[str, Any], node_local_plaintext: bool) -> None:
     for kind in ("exporters", "extensions", "receivers"):
         for path, node in _walk(config.get(kind) or {}, kind):
             if not isinstance(node, Mapping):
                 if isinstance(node, str) and path.endswith(".endpoint") and node.startswith(("http://", "ws://")):
                     add(path, f"plaintext endpoint {node!r}: use https:// or wss:// (TLS is required here)")
+                elif isinstance(node, str) and path.endswith(".endpoint") and _plaintext_native(node):
+                    add(path, f"plaintext endpoint {node!r}: add ?secure=true (TLS is required here)")
                 continue
             tls = node.get("tls")
             if isinstance(tls, Mapping):

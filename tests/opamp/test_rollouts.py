@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from otelstack.opamp.protocol import uid_text
 from otelstack.opamp.rollout import RolloutError, plan_waves
 from otelstack.opamp.store import SqliteStore
 from tests.opamp.conftest import CONFIGS
+from tests.opamp.revisions import new_revision
 
 CAPS = (
     pb.AgentCapabilities_ReportsStatus
@@ -80,11 +80,7 @@ def fleet(clock: Clock) -> Fleet:
 @pytest.fixture()
 def revision(tmp_path: Path) -> Path:
     """A new configs/ revision: dev agents also tail /srv/rollout-r2/*.log."""
-    new = tmp_path / "configs-r2"
-    shutil.copytree(CONFIGS, new)
-    path = new / "dev" / "platform.yaml"
-    path.write_text(path.read_text() + "tiers:\n  agent:\n    log_include+: [/srv/rollout-r2/*.log]\n")
-    return new
+    return new_revision(tmp_path / "configs-r2", "dev", "/srv/rollout-r2/*.log")
 
 
 def agents(fleet: Fleet, count: int, **kw: str) -> list[SimAgent]:
@@ -135,7 +131,9 @@ def test_canary_then_waves_until_everyone_runs_the_new_revision(fleet: Fleet, re
     heartbeat_all([sims[u] for u in wave2])
     assert all(sim.running == target for sim in sims.values())
     assert state() == ("succeeded", 2)
-    assert fleet.rollouts.baseline()["configs_dir"] == str(revision)
+    for agent in fleet.store.list_agents():  # the baseline of the agents the selector names
+        assert fleet.rollouts.baseline(agent)["configs_dir"] == str(revision)
+    assert fleet.rollouts.baseline()["configs_dir"] == str(CONFIGS), "the fleet default is unchanged"
 
 
 def test_failing_canary_stops_everything_and_it_returns_to_the_last_good(fleet: Fleet, revision: Path) -> None:
@@ -207,12 +205,13 @@ def test_a_variant_switch_rolls_out_the_baseline_revision_and_back(fleet: Fleet)
     sims = agents(fleet, 3)
     emergency = render_agent_config(CONFIGS, "dev", "lab", profile="agent-vm", variant="emergency").sha256
     rollout = fleet.rollouts.start("config", {"environment": "dev"}, {"variant": "emergency"}, canary=1, waves=[100])
-    assert rollout.target == {"configs_dir": str(CONFIGS), "variant": "emergency"}
+    assert rollout.target == {"variant": "emergency"}, "each agent keeps its revision"
     assert set(rollout.expected.values()) == {emergency}
     for _ in range(3):
         heartbeat_all(sims)
     assert all(sim.running == emergency for sim in sims)
-    assert fleet.rollouts.baseline() == {"configs_dir": str(CONFIGS), "variant": "emergency"}
+    for agent in fleet.store.list_agents():
+        assert fleet.rollouts.baseline(agent) == {"configs_dir": str(CONFIGS), "variant": "emergency"}
     back = fleet.rollouts.start("config", {"environment": "dev"}, {"variant": "normal"}, canary=1, waves=[100])
     for _ in range(3):
         heartbeat_all(sims)

@@ -14,6 +14,7 @@ from opentelemetry._opamp.proto import opamp_pb2 as pb
 
 from otelstack.opamp import protocol
 from tests.opamp.conftest import CONFIGS, DEV_TOKEN, RunningServer, settings, start_server
+from tests.opamp.revisions import add_log_include
 from tests.opamp.wsagent import WsAgent as Agent
 from tests.opamp.wsagent import description
 
@@ -72,8 +73,7 @@ def test_reconnect_resumes_without_resending_the_applied_config(server: RunningS
 def test_server_restart_in_the_middle_of_a_rollout(tmp_path: Path) -> None:
     revision = tmp_path / "configs-r2"
     shutil.copytree(CONFIGS, revision)
-    level = revision / "dev" / "platform.yaml"
-    level.write_text(level.read_text() + "tiers:\n  agent:\n    log_include+: [/srv/restart-test/*.log]\n")
+    add_log_include(revision / "dev" / "platform.yaml", "/srv/restart-test/*.log")
     server_settings = settings(tmp_path, _port())
     first = start_server(server_settings)
     uids = [bytes([0x40 + i]) * 16 for i in range(3)]

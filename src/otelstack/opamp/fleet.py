@@ -2,9 +2,15 @@
 
 Keeps the registry current (description, health, effective config, remote config status, packages,
 available components — asked for when the agent reports a hash the registry has no list for),
-asks for the full state after a sequence gap or from an unknown agent, assigns instance UIDs, offers the
-agent's desired config only when it differs from what the agent runs (never again after the agent
-reported it FAILED), offers packages and connection settings, and passes restart commands on.
+asks for the full state after a sequence gap or from an unknown agent, assigns instance UIDs (once per
+connection), offers the agent's desired config only when it differs from what the agent runs (never
+one the agent reported FAILED, while that failure is remembered), offers packages and connection
+settings, and passes restart commands on.
+
+A record belongs to the environment whose token created it; another environment's token cannot
+speak for it. Records are capped per environment, and records that never described themselves expire.
+A failure while preparing one part of one agent's answer is logged once and leaves that part out; the
+rest of the answer, and every other agent, are served as usual.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +30,7 @@ from opentelemetry._opamp.proto import opamp_pb2 as pb
 
 from otelstack.opamp import protocol
 from otelstack.opamp.certificates import CertificateError, ClientCa
+from otelstack.opamp.oncelog import OnceLog
 from otelstack.opamp.remote_config import (
     CONFIG_FILE_NAME,
     CONTENT_TYPE,
@@ -61,6 +69,24 @@ class FleetSettings:
     offer_retry_s: float = 60.0
     # Signs agents' certificate requests (OpAMP connection settings); None: requests are declined.
     client_ca: ClientCa | None = None
+    # Records per environment (the token that created them); a new agent beyond it is refused.
+    max_agents_per_environment: int = 100_000
+    # A record that has not described itself (AgentDescription) this long after it was created is deleted.
+    incomplete_agent_ttl_s: float = 600.0
+    # Failed configs remembered per agent (the most recent ones), and for how long after the failure.
+    failed_configs_kept: int = 20
+    failed_config_ttl_s: float = 7 * 24 * 3600.0
+    # An agent is live while seen within this many heartbeat intervals (or connected by WebSocket).
+    missed_heartbeats: int = 3
+
+
+@dataclass
+class Session:
+    """One agent connection: a WebSocket, or an HTTP keep-alive connection. An agent that sends no
+    instance UID, or asks for one, is given one UID per connection, not one per message."""
+
+    transport: str = ""  # "websocket" or "http"
+    assigned_uid: bytes = b""
 
 
 class Fleet:
@@ -77,60 +103,156 @@ class Fleet:
         self.source = source or ConfigSource()
         self.rollouts = Rollouts(store, self.source, settings.configs_dir, clock)
         self._changes = 0
+        self.errors = OnceLog()
+        # Records per owning environment (the cap), counted once and kept current by this, their writer.
+        self._owned: Counter[str] | None = None
 
     # --- the protocol ------------------------------------------------------------------------------
 
-    def handle(self, message: pb.AgentToServer, *, token_environment: str | None = None) -> pb.ServerToAgent:
+    def handle(
+        self, message: pb.AgentToServer, *, token_environment: str | None = None, session: Session | None = None
+    ) -> pb.ServerToAgent:
+        """The answer to one message. ``token_environment``: the environment of the bearer token it came
+        with (None: not checked, for callers inside the server); ``session``: its connection."""
+        session = session if session is not None else Session()
         response = pb.ServerToAgent(instance_uid=message.instance_uid, capabilities=protocol.SERVER_CAPABILITIES)
         uid_bytes = message.instance_uid
         if not uid_bytes or message.flags & pb.AgentToServerFlags_RequestInstanceUid:
-            uid_bytes = protocol.new_instance_uid()
+            if not session.assigned_uid:
+                session.assigned_uid = protocol.new_instance_uid()
+            uid_bytes = session.assigned_uid
             response.agent_identification.new_instance_uid = uid_bytes
         uid = protocol.uid_text(uid_bytes)
         agent = self.store.get_agent(uid)
         full_state = False
+        if agent is not None and token_environment is not None and self.owner(agent) not in ("", token_environment):
+            log.warning(
+                "agent %s: a message with the token of %s for a record of %s; refused, the record is unchanged "
+                "(if the agent moved environment, delete its record: DELETE /api/agents/%s)",
+                uid,
+                token_environment,
+                self.owner(agent),
+                uid,
+            )
+            return self._refuse(
+                response,
+                f"instance UID {uid} belongs to an agent of environment {self.owner(agent)!r}; "
+                f"this token is for {token_environment!r}",
+            )
+        created = agent is None
         if agent is None:
-            agent = AgentRecord(uid=uid, first_seen=self.clock())
+            owner = token_environment or ""
+            cap = self.settings.max_agents_per_environment
+            if self._owned_count(owner) >= cap:
+                self.errors.error(
+                    f"cap:{owner}",
+                    "agent %s refused: the registry holds %d agents of environment %r "
+                    "(limits.max_agents_per_environment)",
+                    uid,
+                    cap,
+                    owner,
+                )
+                return self._refuse(
+                    response,
+                    f"the registry holds the maximum of {cap} agents for environment {owner!r} "
+                    "(limits.max_agents_per_environment); no new agent is registered until records expire "
+                    "or the limit is raised",
+                    pb.ServerErrorResponseType_Unavailable,
+                )
+            agent = AgentRecord(uid=uid, first_seen=self.clock(), owner=owner)
             full_state = not message.HasField("agent_description")
         elif agent.sequence_num >= 0 and message.sequence_num != agent.sequence_num + 1:
             full_state = not message.HasField("agent_description")
-        self._update(agent, message, token_environment)
+        self._update(agent, message, token_environment, session)
         if token_environment is not None and agent.environment != token_environment:
             log.warning(
                 "agent %s: token is for %s but it reports %s; refused", uid, token_environment, agent.environment
             )
-            response.error_response.type = pb.ServerErrorResponseType_BadRequest
-            response.error_response.error_message = (
-                f"this token is for environment {token_environment!r}; the agent reports {agent.environment!r}"
+            return self._refuse(
+                response,
+                f"this token is for environment {token_environment!r}; the agent reports {agent.environment!r}",
             )
-            return response
+        if not agent.owner:
+            agent.owner = agent.environment
         if full_state:
             response.flags |= pb.ServerToAgentFlags_ReportFullState
         if self._wants_components(agent, message):
             response.flags |= pb.ServerToAgentFlags_ReportAvailableComponents
         if message.HasField("agent_disconnect"):
             agent.connected = False
-            self.store.put_agent(agent)
+            self._put(agent, created)
             return response
-        self._offer_config(agent, response)
-        self._offer_package(agent, response)
-        self._offer_settings(agent, response, message)
+        self._guarded(agent, response, "config offer", self._offer_config)
+        self._guarded(agent, response, "package offer", self._offer_package)
+        self._guarded(agent, response, "connection settings offer", lambda a, r: self._offer_settings(a, r, message))
         if agent.pending_command == "restart" and agent.capabilities & CAP.AgentCapabilities_AcceptsRestartCommand:
             response.command.type = pb.CommandType_Restart
             agent.pending_command = ""
-        self.store.put_agent(agent)
+        self._put(agent, created)
         if (
             message.HasField("remote_config_status")
             or message.HasField("health")
             or message.HasField("package_statuses")
         ):
-            self.rollouts.observe(agent)
+            try:
+                self.rollouts.observe(agent)
+            except Exception:  # the periodic evaluation decides the rollout; this agent is answered
+                self.errors.error(f"observe:{agent.uid}", "rollout: agent %s's report could not be evaluated", uid)
         return response
 
-    def _update(self, agent: AgentRecord, message: pb.AgentToServer, token_environment: str | None) -> None:
+    @staticmethod
+    def _refuse(
+        response: pb.ServerToAgent, why: str, kind: int = pb.ServerErrorResponseType_BadRequest
+    ) -> pb.ServerToAgent:
+        response.ClearField("agent_identification")
+        response.error_response.type = kind  # type: ignore[assignment]
+        response.error_response.error_message = why
+        return response
+
+    def _guarded(
+        self,
+        agent: AgentRecord,
+        response: pb.ServerToAgent,
+        what: str,
+        fill: Callable[[AgentRecord, pb.ServerToAgent], None],
+    ) -> None:
+        """One part of an answer, prepared apart: if it fails, it is left out (logged once per agent and
+        error) and the rest of the answer goes out."""
+        part = pb.ServerToAgent()
+        before = dict(agent.__dict__)
+        try:
+            fill(agent, part)
+        except Exception as exc:
+            agent.__dict__.update(before)  # nothing half-done is recorded
+            self.errors.failure(f"{what}:{agent.uid}", exc, "agent %s: its %s failed and was left out", agent.uid, what)
+            return
+        response.MergeFrom(part)
+
+    def owner(self, agent: AgentRecord) -> str:
+        """The environment a record belongs to (records of older servers: the one they report)."""
+        return agent.owner or agent.environment
+
+    def _owned_count(self, owner: str) -> int:
+        if self._owned is None:
+            self._owned = Counter(self.store.count_agents_by_owner())
+        return self._owned[owner]
+
+    def _put(self, agent: AgentRecord, created: bool) -> None:
+        self.store.put_agent(agent)
+        if created and self._owned is not None:
+            self._owned[self.owner(agent)] += 1
+
+    def _uncount(self, agent: AgentRecord) -> None:
+        if self._owned is not None and self._owned[self.owner(agent)] > 0:
+            self._owned[self.owner(agent)] -= 1
+
+    def _update(
+        self, agent: AgentRecord, message: pb.AgentToServer, token_environment: str | None, session: Session
+    ) -> None:
         agent.sequence_num = message.sequence_num
         agent.last_seen = self.clock()
         agent.connected = True
+        agent.transport = session.transport or agent.transport
         if message.capabilities:
             agent.capabilities = message.capabilities
         if message.HasField("agent_description"):
@@ -156,11 +278,16 @@ class Fleet:
             agent.remote_status = STATUS_NAMES.get(status.status, "UNSET")
             agent.remote_hash = status.last_remote_config_hash.hex()
             agent.remote_error = status.error_message
-            if agent.remote_status == "FAILED":
-                agent.failed_hash = agent.remote_hash
+            if agent.remote_status == "FAILED" and agent.remote_hash:
+                self._remember_failure(agent, agent.remote_hash)
                 log.warning(
                     "agent %s failed to apply config %s: %s", agent.uid, agent.remote_hash[:12], agent.remote_error
                 )
+            elif agent.remote_status == "APPLIED":
+                # It runs a config it once failed (its host was fixed): no longer a failure.
+                agent.failed_hashes.pop(agent.remote_hash, None)
+                if agent.failed_hash == agent.remote_hash:
+                    agent.failed_hash = ""
         if agent.remote_status == "APPLIED" and agent.healthy is not False and agent.remote_hash:
             agent.last_good_hash = agent.remote_hash
         if message.HasField("available_components") and message.available_components.components:
@@ -175,6 +302,27 @@ class Fleet:
                 }
                 for name, st in message.package_statuses.packages.items()
             }
+
+    def _remember_failure(self, agent: AgentRecord, config_hash: str) -> None:
+        agent.failed_hash = config_hash
+        agent.failed_hashes.pop(config_hash, None)
+        agent.failed_hashes[config_hash] = self.clock()
+        self.failed_configs(agent)
+
+    def failed_configs(self, agent: AgentRecord) -> dict[str, float]:
+        """The configs the agent failed that are still remembered (hash -> when it failed, oldest first):
+        at most ``failed_configs_kept``, each for ``failed_config_ttl_s`` after the failure. Forgets the
+        others in the record."""
+        now = self.clock()
+        kept = sorted(
+            ((h, t) for h, t in agent.failed_hashes.items() if now - t < self.settings.failed_config_ttl_s),
+            key=lambda item: item[1],
+        )[-self.settings.failed_configs_kept :]
+        if len(kept) != len(agent.failed_hashes):
+            agent.failed_hashes = dict(kept)
+            if agent.failed_hash not in agent.failed_hashes:
+                agent.failed_hash = ""
+        return dict(kept)
 
     @staticmethod
     def _wants_components(agent: AgentRecord, message: pb.AgentToServer) -> bool:
@@ -193,7 +341,7 @@ class Fleet:
         if desired.error:
             log.error("agent %s: no config offered: %s", agent.uid, desired.error)
             return
-        if desired.sha256 == agent.failed_hash:
+        if desired.sha256 in self.failed_configs(agent):
             return  # the agent keeps its last good config; the registry shows the failure
         if agent.remote_hash == desired.sha256 and agent.remote_status in ("APPLIED", "APPLYING"):
             return
@@ -251,8 +399,8 @@ class Fleet:
         if agent is None or not agent.connected:
             return None
         response = pb.ServerToAgent(instance_uid=uuid.UUID(uid).bytes, capabilities=protocol.SERVER_CAPABILITIES)
-        self._offer_config(agent, response)
-        self._offer_package(agent, response)
+        self._guarded(agent, response, "config offer", self._offer_config)
+        self._guarded(agent, response, "package offer", self._offer_package)
         if agent.pending_command == "restart" and agent.capabilities & CAP.AgentCapabilities_AcceptsRestartCommand:
             response.command.type = pb.CommandType_Restart
             agent.pending_command = ""
@@ -261,14 +409,14 @@ class Fleet:
         self.store.put_agent(agent)
         return response
 
-    def generation(self) -> tuple[int, str, int, str]:
+    def generation(self) -> tuple[int, str, int, int]:
         """Changes whenever what agents should be offered may have changed (see the push loop)."""
         running = self.rollouts.running()
         return (
             self._changes,
             running.id if running else "",
             running.current_wave if running else -1,
-            self.rollouts.baseline().get("configs_dir", ""),
+            self.rollouts.baselines_version,
         )
 
     # --- operations ------------------------------------------------------------------------------
@@ -301,11 +449,54 @@ class Fleet:
             agent.connected = False
             self.store.put_agent(agent)
 
-    def status(self, agent: AgentRecord) -> str:
-        """One word for the fleet view and agent_fleet_total{status}."""
-        if agent.remote_status == "FAILED" or (agent.failed_hash and agent.failed_hash == agent.offered_hash):
+    def forget(self, uid: str) -> bool:
+        """Delete an agent's record; False when there is none."""
+        agent = self.store.get_agent(uid)
+        if agent is None or not self.store.delete_agent(uid):
+            return False
+        self._uncount(agent)
+        self._changes += 1
+        return True
+
+    def reset_connections(self) -> int:
+        """At start: no agent holds a connection to this process yet (a `kill -9` left some marked)."""
+        return self.store.reset_connections()
+
+    def expire_incomplete(self) -> list[AgentRecord]:
+        """Delete the records that never described themselves within ``incomplete_agent_ttl_s``."""
+        gone = self.store.delete_incomplete_agents(self.clock() - self.settings.incomplete_agent_ttl_s)
+        for agent in gone:
+            self._uncount(agent)
+        if gone:
+            log.info(
+                "expired %d agent record(s) that never described themselves within %.0f s",
+                len(gone),
+                self.settings.incomplete_agent_ttl_s,
+            )
+        return gone
+
+    def silent_for_too_long(self, agent: AgentRecord) -> bool:
+        return self.clock() - agent.last_seen > self.settings.missed_heartbeats * self.settings.heartbeat_interval_s
+
+    def live(self, agent: AgentRecord) -> bool:
+        """Whether the server hears from the agent: a WebSocket open to this process, or (HTTP, which
+        polls) a message within the last heartbeat intervals and no goodbye since."""
+        if agent.transport == "websocket":
+            return agent.connected
+        return agent.connected and not self.silent_for_too_long(agent)
+
+    def _desired_hash(self, agent: AgentRecord) -> str:
+        if not agent.attributes:
+            return ""
+        return str(self.rollouts.desired_for(agent, self.rollouts.config_target(agent)).sha256)
+
+    def status(self, agent: AgentRecord, desired_hash: str | None = None) -> str:
+        """One word for the fleet view and agent_fleet_total{status}. ``config_failed``: the agent reported
+        FAILED, or the config it should run is one it failed (so it is not offered)."""
+        desired = self._desired_hash(agent) if desired_hash is None else desired_hash
+        if agent.remote_status == "FAILED" or (desired and desired in self.failed_configs(agent)):
             return "config_failed"
-        if not agent.connected and self.clock() - agent.last_seen > 3 * self.settings.heartbeat_interval_s:
+        if not self.live(agent) and self.silent_for_too_long(agent):
             return "disconnected"
         if agent.healthy is False:
             return "unhealthy"
@@ -314,16 +505,19 @@ class Fleet:
         return "healthy"
 
     def view(self, agent: AgentRecord) -> dict[str, Any]:
-        desired = self.rollouts.desired_for(agent, self.rollouts.config_target(agent))
+        target = self.rollouts.config_target(agent)
+        desired = self.rollouts.desired_for(agent, target)
+        failed = self.failed_configs(agent)
         return {
             "uid": agent.uid,
-            "status": self.status(agent),
+            "status": self.status(agent, desired.sha256),
             "environment": agent.environment,
             "region": agent.region,
             "profile": agent.profile,
             "version": agent.version,
             "healthy": agent.healthy,
-            "connected": agent.connected,
+            "connected": self.live(agent),
+            "transport": agent.transport,
             "last_seen": agent.last_seen,
             "config": {
                 "desired": desired.sha256,
@@ -334,6 +528,10 @@ class Fleet:
                 "error": agent.remote_error,
                 "last_good": agent.last_good_hash,
                 "failed": agent.failed_hash,
+                # Every failed config still remembered (never offered again meanwhile), newest first.
+                "failed_all": list(reversed(failed)),
+                # Where the desired config comes from: the configs/ revision and variant.
+                "target": target,
                 "compliant": bool(desired.sha256)
                 and agent.remote_hash == desired.sha256
                 and agent.remote_status == "APPLIED",

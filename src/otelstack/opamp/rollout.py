@@ -1,10 +1,19 @@
 """Staged rollouts: a change reaches a canary set, then waves; each wave must report the change applied
 and healthy before the next one starts. A failure or a timeout stops the rollout; the released agents
-are offered the baseline again (the config they ran before), and the rollout says why.
+are offered their baseline again (the config they ran before), and the rollout says why.
 
-Two kinds: ``config`` (a configs/ revision, given as a directory — the baseline's when none is given —
-and a variant) and ``package``
-(a collector release: name, version, download URL and SHA-256).
+Two kinds: ``config`` (a configs/ revision, given as a directory, and a variant; without a directory
+each agent keeps its own revision and only the variant changes) and ``package`` (a collector release:
+name, version, download URL and SHA-256).
+
+Baselines are scoped: a config rollout that succeeds changes the baseline of the agents its selector
+names and of no other. The baselines are an ordered list of entries {selector, target, rollout}; the
+first is the fleet default (empty selector, a revision and a variant). An agent's baseline is the fleet
+default with the target of every later entry whose selector matches it applied in order, so the last
+matching entry wins for each field it sets. A success appends its entry and drops the entries it
+provably makes irrelevant: those whose selector has every key=value of the new one (they select a
+subset of its agents) and whose target sets no field the new one does not. A rollout over the whole
+fleet (empty selector) with a revision therefore resets the list to one entry.
 """
 
 from __future__ import annotations
@@ -19,11 +28,15 @@ from typing import Any
 
 from otelstack.collector.supervisor import AGENT_OVERRIDES_ATTRIBUTE
 from otelstack.errors import OtelstackError
+from otelstack.opamp.oncelog import OnceLog
 from otelstack.opamp.remote_config import ConfigSource
 from otelstack.opamp.store import AgentRecord, FleetStore, RolloutRecord
 from otelstack.render import VARIANTS
 
+# The fleet default target, as servers before scoped baselines read it (kept current for a rollback).
 BASELINE_KEY = "baseline"
+# The scoped baselines: a JSON list of {"selector": {...}, "target": {...}, "rollout": id}.
+BASELINES_KEY = "baselines"
 _UNKNOWN = object()
 
 
@@ -34,6 +47,12 @@ class RolloutError(OtelstackError):
 def matches(agent: AgentRecord, selector: dict[str, str]) -> bool:
     fields = {"environment": agent.environment, "region": agent.region, "profile": agent.profile}
     return all(fields.get(key, agent.attributes.get(key)) == value for key, value in selector.items())
+
+
+def covers(wide: dict[str, str], narrow: dict[str, str]) -> bool:
+    """Whether every agent ``narrow`` selects is, provably, selected by ``wide``: ``narrow`` has each
+    key=value of ``wide`` (keys are compared as given; two spellings of one field are not related)."""
+    return all(key in narrow and narrow[key] == value for key, value in wide.items())
 
 
 def plan_waves(uids: list[str], canary: int, percents: list[int]) -> list[list[str]]:
@@ -63,19 +82,65 @@ class Rollouts:
         self.source = source
         self.clock = clock
         self._running: RolloutRecord | object | None = _UNKNOWN
-        self._baseline: dict[str, str] | None = None
         # Agents of the current wave known to have applied it healthy ("<rollout>:<wave>" -> uids), so
         # a report costs one lookup, not a scan of the wave.
         self._settled: dict[str, set[str]] = {}
-        if store.get_meta(BASELINE_KEY) is None:
-            store.put_meta(BASELINE_KEY, json.dumps({"configs_dir": str(default_configs_dir), "variant": "normal"}))
+        # Changes whenever the baselines do (the push loop compares it).
+        self.baselines_version = 0
+        self.errors = OnceLog()
+        self._baselines = self._load_baselines(default_configs_dir)
 
     # --- what an agent should run -------------------------------------------------------------
 
-    def baseline(self) -> dict[str, str]:
-        if self._baseline is None:
-            self._baseline = dict(json.loads(self.store.get_meta(BASELINE_KEY) or "{}"))
-        return self._baseline
+    def _load_baselines(self, default_configs_dir: Path) -> list[dict[str, Any]]:
+        """The stored baselines; a registry of a server before scoped baselines has one fleet-wide
+        baseline (BASELINE_KEY), which becomes the fleet default entry."""
+        raw = self.store.get_meta(BASELINES_KEY)
+        if raw is not None:
+            entries = json.loads(raw)
+            if isinstance(entries, list) and entries and entries[0].get("selector") == {}:
+                return [
+                    {"selector": dict(e["selector"]), "target": dict(e["target"]), "rollout": str(e.get("rollout", ""))}
+                    for e in entries
+                ]
+        default = {"configs_dir": str(default_configs_dir), "variant": "normal"}
+        legacy = self.store.get_meta(BASELINE_KEY)
+        if legacy is not None:
+            default.update({k: str(v) for k, v in json.loads(legacy).items() if k in default})
+        entries = [{"selector": {}, "target": default, "rollout": ""}]
+        self._store_baselines(entries)
+        return entries
+
+    def _store_baselines(self, entries: list[dict[str, Any]]) -> None:
+        self.store.put_meta(BASELINES_KEY, json.dumps(entries, sort_keys=True))
+        fleet_default: dict[str, str] = {}
+        for entry in entries:
+            if not entry["selector"]:
+                fleet_default.update(entry["target"])
+        self.store.put_meta(BASELINE_KEY, json.dumps(fleet_default, sort_keys=True))
+
+    def baselines(self) -> list[dict[str, Any]]:
+        """The scoped baselines, fleet default first (copies)."""
+        return [{**e, "selector": dict(e["selector"]), "target": dict(e["target"])} for e in self._baselines]
+
+    def baseline(self, agent: AgentRecord | None = None) -> dict[str, str]:
+        """The target (configs_dir, variant) an agent runs outside rollouts; without an agent, the fleet
+        default (the entries with an empty selector)."""
+        target: dict[str, str] = {}
+        for entry in self._baselines:
+            if not entry["selector"] or (agent is not None and matches(agent, entry["selector"])):
+                target.update(entry["target"])
+        return target
+
+    def _record_baseline(self, rollout: RolloutRecord) -> None:
+        """A config rollout succeeded: its agents' baseline (and that of agents its selector names later)."""
+        selector = {str(k): str(v) for k, v in rollout.selector.items()}
+        target = {str(k): str(v) for k, v in rollout.target.items()}
+        kept = [e for e in self._baselines if not (covers(selector, e["selector"]) and set(e["target"]) <= set(target))]
+        entries = [*kept, {"selector": selector, "target": target, "rollout": rollout.id}]
+        self._store_baselines(entries)
+        self._baselines = entries
+        self.baselines_version += 1
 
     def running(self) -> RolloutRecord | None:
         """The running rollout, kept in memory (this class is its only writer): agents ask on every message."""
@@ -92,10 +157,11 @@ class Rollouts:
         return any(uid in wave for wave in rollout.waves[: rollout.current_wave + 1])
 
     def config_target(self, agent: AgentRecord) -> dict[str, str]:
+        target = self.baseline(agent)
         rollout = self.running()
         if rollout is not None and rollout.kind == "config" and self.released_to(rollout, agent.uid):
-            return {k: str(v) for k, v in rollout.target.items()}
-        return self.baseline()
+            target.update({k: str(v) for k, v in rollout.target.items()})
+        return target
 
     def package_target(self, agent: AgentRecord) -> dict[str, Any] | None:
         rollout = self.running()
@@ -135,19 +201,21 @@ class Rollouts:
             raise RolloutError(f"no agent matches {selector}")
         expected: dict[str, str] = {}
         if kind == "config":
-            # No configs_dir: the baseline's revision (a variant switch, such as the emergency one).
-            configs_dir = target.get("configs_dir") or self.baseline()["configs_dir"]
-            target = {"configs_dir": str(configs_dir), "variant": str(target.get("variant", "normal"))}
+            # No configs_dir: each agent keeps its baseline's revision (a variant switch, such as the
+            # emergency one).
+            target = {"variant": str(target.get("variant", "normal"))} | (
+                {"configs_dir": str(target["configs_dir"])} if target.get("configs_dir") else {}
+            )
             if target["variant"] not in VARIANTS:
                 raise RolloutError(f"unknown variant {target['variant']!r}; allowed: {', '.join(VARIANTS)}")
-            if not Path(target["configs_dir"]).is_absolute():
+            if "configs_dir" in target and not Path(target["configs_dir"]).is_absolute():
                 where = target["configs_dir"]
                 raise RolloutError(f"configs directory {where}: give an absolute path on the server's host")
-            if not Path(target["configs_dir"]).is_dir():
+            if "configs_dir" in target and not Path(target["configs_dir"]).is_dir():
                 raise RolloutError(f"configs directory {target['configs_dir']} does not exist")
             errors = []
             for agent in agents:
-                desired = self.desired_for(agent, target)
+                desired = self.desired_for(agent, self.baseline(agent) | target)
                 if desired.error:
                     errors.append(f"{agent.uid}: {desired.error}")
                 expected[agent.uid] = desired.sha256
@@ -159,6 +227,11 @@ class Rollouts:
             missing = [k for k in ("name", "version", "url", "sha256") if not target.get(k)]
             if missing:
                 raise RolloutError(f"a package rollout needs {', '.join(missing)}")
+            if not all(isinstance(target[k], str) for k in ("name", "version", "url", "sha256")):
+                raise RolloutError("a package rollout's name, version, url and sha256 must be strings")
+            if len(target["sha256"]) != 64 or any(c not in "0123456789abcdefABCDEF" for c in target["sha256"]):
+                raise RolloutError(f"target.sha256 must be 64 hexadecimal digits, got {target['sha256']!r}")
+            target = {k: target[k] for k in ("name", "version", "url", "sha256")}
             expected = {agent.uid: str(target["version"]) for agent in agents}
         else:
             raise RolloutError(f"unknown rollout kind {kind!r}; allowed: config, package")
@@ -187,18 +260,27 @@ class Rollouts:
     def _finish(self, rollout: RolloutRecord, state: str, reason: str) -> RolloutRecord:
         rollout.state, rollout.reason, rollout.finished_at = state, reason, self.clock()
         if state == "succeeded" and rollout.kind == "config":
-            self.store.put_meta(BASELINE_KEY, json.dumps(rollout.target))
-            self._baseline = dict(rollout.target)
+            self._record_baseline(rollout)
         self._save(rollout)
         return rollout
 
     def _agent_outcome(self, rollout: RolloutRecord, agent: AgentRecord | None, uid: str) -> str:
-        """'ok', 'pending' or a failure reason for one agent of the current wave."""
+        """'ok', 'pending' or a failure reason for one agent of the current wave; 'pending' when it cannot
+        be told (logged once), so the wave's timeout still ends the rollout."""
+        try:
+            return self._outcome(rollout, agent, uid)
+        except Exception as exc:
+            self.errors.failure(
+                f"outcome:{rollout.id}:{uid}", exc, "rollout %s: agent %s cannot be evaluated", rollout.id, uid
+            )
+            return "pending"
+
+    def _outcome(self, rollout: RolloutRecord, agent: AgentRecord | None, uid: str) -> str:
         if agent is None:
             return "pending"
         want = rollout.expected.get(uid, "")
         if rollout.kind == "config":
-            if agent.failed_hash == want or (agent.remote_hash == want and agent.remote_status == "FAILED"):
+            if want in agent.failed_hashes or (agent.remote_hash == want and agent.remote_status == "FAILED"):
                 return f"{uid} failed to apply the config: {agent.remote_error or 'no reason given'}"
             applied = agent.remote_hash == want and agent.remote_status == "APPLIED"
         else:

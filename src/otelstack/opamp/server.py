@@ -4,6 +4,9 @@ a small web page, /metrics and /healthz.
 Every OpAMP request must carry `Authorization: Bearer <token>` of an environment; it is checked before a
 byte of protobuf is read, and the agent must report that environment. The REST API, the page and
 /metrics take the admin token. Tokens are compared in constant time and never logged.
+
+On SIGTERM (or SIGINT) every WebSocket is closed with 1001 (going away) and the process exits within a
+few seconds; agents reconnect to the restarted server.
 """
 
 from __future__ import annotations
@@ -17,18 +20,20 @@ import logging
 import signal
 import ssl
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
+from opentelemetry._opamp.proto import opamp_pb2 as pb
 
 from otelstack.errors import OtelstackError
-from otelstack.opamp import metrics, protocol
+from otelstack.opamp import api, metrics, protocol
 from otelstack.opamp.certificates import ClientCa
 from otelstack.opamp.cli import SELECTOR_FIELDS, SELECTOR_KEYS_HELP
 from otelstack.opamp.descriptors import AcceptErrorThrottle, connection_limit, open_files_limit, raise_open_files_limit
-from otelstack.opamp.fleet import Fleet, FleetSettings
+from otelstack.opamp.fleet import Fleet, FleetSettings, Session
 from otelstack.opamp.remote_config import ConfigSource
 from otelstack.opamp.rollout import RolloutError, matches
 from otelstack.opamp.settings import ServerSettings
@@ -39,6 +44,11 @@ log = logging.getLogger("otelstack.opamp")
 FLEET: web.AppKey[Fleet] = web.AppKey("fleet", Fleet)
 STATE: web.AppKey[ServerState] = web.AppKey("state")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# How long a stopping server waits for WebSocket close handshakes, then for requests still running: the
+# process is gone within 5 s (the unit's TimeoutStopSec is far longer).
+SHUTDOWN_TIMEOUT_S = 2.0
+# How often the push loop deletes records that never described themselves (at most).
+HOUSEKEEPING_INTERVAL_S = 60.0
 
 
 class ServerState:
@@ -49,7 +59,12 @@ class ServerState:
         self.connections = 0
         # limits.max_connections, lowered to what the process's open-file limit allows
         self.max_connections = connection_limit(settings.limits.max_connections, open_files_limit())
+        # instance UID -> its WebSocket, for pushes; and every open WebSocket, for the shutdown
         self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.websockets: set[web.WebSocketResponse] = set()
+        # HTTP keep-alive connection (its transport) -> the agent session on it
+        self.http_sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
+        self.stopping = False
 
 
 def _bearer(request: web.Request) -> str:
@@ -67,6 +82,21 @@ def environment_for(state: ServerState, token: str) -> str | None:
 
 def _peer(request: web.Request) -> str:
     return request.remote or "?"
+
+
+def _answer(fleet: Fleet, message: pb.AgentToServer, environment: str, session: Session) -> pb.ServerToAgent:
+    """The fleet's answer; if handling the message fails, an error response asking the agent to retry
+    later (logged once per agent and error) — the connection, and every other agent, carry on."""
+    try:
+        return fleet.handle(message, token_environment=environment, session=session)
+    except Exception as exc:
+        uid = protocol.uid_text(message.instance_uid or session.assigned_uid)
+        fleet.errors.failure(f"handle:{uid}", exc, "agent %s: its message could not be handled", uid)
+        reply = pb.ServerToAgent(instance_uid=message.instance_uid, capabilities=protocol.SERVER_CAPABILITIES)
+        reply.error_response.type = pb.ServerErrorResponseType_Unavailable
+        reply.error_response.error_message = "the server could not handle this message (it logged why); retry later"
+        reply.error_response.retry_info.retry_after_nanoseconds = 30 * 10**9
+        return reply
 
 
 # --- OpAMP -----------------------------------------------------------------------------------------
@@ -107,7 +137,13 @@ async def _http(request: web.Request, environment: str) -> web.Response:
     except protocol.ProtocolError as exc:
         log.warning("OpAMP request from %s rejected: %s", _peer(request), exc)
         return web.Response(status=400, text=f"{exc}\n")
-    reply = fleet.handle(message, token_environment=environment)
+    state = request.app[STATE]
+    session = state.http_sessions.get(request.transport) if request.transport is not None else None
+    if session is None:
+        session = Session(transport="http")
+        if request.transport is not None:
+            state.http_sessions[request.transport] = session
+    reply = _answer(fleet, message, environment, session)
     return web.Response(body=protocol.encode(reply), content_type=protocol.CONTENT_TYPE)
 
 
@@ -118,6 +154,11 @@ async def _websocket(request: web.Request, environment: str) -> web.WebSocketRes
         max_msg_size=limits.max_message_bytes, autoping=True, compress=limits.websocket_compression
     )
     await ws.prepare(request)
+    if state.stopping:
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        return ws
+    state.websockets.add(ws)
+    session = Session(transport="websocket")
     uid = ""
     try:
         async for frame in ws:
@@ -128,9 +169,11 @@ async def _websocket(request: web.Request, environment: str) -> web.WebSocketRes
                     log.warning("closing OpAMP connection from %s: %s", _peer(request), exc)
                     await ws.close(code=1002, message=b"protocol error")
                     break
-                reply = fleet.handle(message, token_environment=environment)
+                reply = _answer(fleet, message, environment, session)
                 if reply.HasField("error_response"):
                     await ws.send_bytes(protocol.encode_ws(reply))
+                    if reply.error_response.type == pb.ServerErrorResponseType_Unavailable:
+                        continue  # the agent retries later on this connection
                     await ws.close(code=1008, message=b"refused")
                     break
                 new_uid = reply.agent_identification.new_instance_uid or message.instance_uid
@@ -147,32 +190,76 @@ async def _websocket(request: web.Request, environment: str) -> web.WebSocketRes
                 log.warning("OpAMP connection from %s ended: %s", _peer(request), ws.exception())
                 break
     finally:
-        if uid:
-            if state.sockets.get(uid) is ws:
-                state.sockets.pop(uid, None)
-            fleet.mark_disconnected(uid)
+        state.websockets.discard(ws)
+        if uid and state.sockets.get(uid) is ws:  # not when the agent already reconnected on another socket
+            state.sockets.pop(uid, None)
+            try:
+                fleet.mark_disconnected(uid)
+            except Exception:
+                fleet.errors.error(f"disconnect:{uid}", "agent %s: could not record its disconnection", uid)
     return ws
 
 
 async def push_loop(app: web.Application, interval_s: float = 0.5) -> None:
-    """Advance rollouts on time and push new offers to agents connected by WebSocket, without waiting
-    for their next heartbeat."""
+    """Advance rollouts on time, push new offers to agents connected by WebSocket without waiting for
+    their next heartbeat, and delete records that never completed. An error in one step, or in one
+    agent's push, is logged once and skipped: the loop serves everyone else for the life of the process."""
     fleet, state = app[FLEET], app[STATE]
     pushed: tuple[Any, ...] = ()
+    housekeeping_s = min(HOUSEKEEPING_INTERVAL_S, fleet.settings.incomplete_agent_ttl_s / 2)
+    housekept = time.monotonic()
     while True:
         await asyncio.sleep(interval_s)
         try:
             fleet.rollouts.evaluate()
+        except Exception as exc:
+            fleet.errors.failure("evaluate", exc, "push loop: the running rollout could not be evaluated")
+        if time.monotonic() - housekept >= housekeeping_s:
+            housekept = time.monotonic()
+            try:
+                fleet.expire_incomplete()
+            except Exception as exc:
+                fleet.errors.failure("expire", exc, "push loop: incomplete records could not be expired")
+        try:
             generation = fleet.generation()
-            if generation == pushed:
-                continue
-            pushed = generation
-            for uid, ws in list(state.sockets.items()):
+        except Exception as exc:
+            fleet.errors.failure("generation", exc, "push loop: cannot tell what changed")
+            continue
+        if generation == pushed:
+            continue
+        pushed = generation
+        for uid, ws in list(state.sockets.items()):
+            try:
                 reply = fleet.push(uid)
-                if reply is not None and not ws.closed:
-                    await ws.send_bytes(protocol.encode_ws(reply))
-        except (ConnectionError, RuntimeError) as exc:
-            log.warning("push: %s", exc)
+            except Exception as exc:
+                fleet.errors.failure(f"push:{uid}", exc, "push to agent %s failed; skipped", uid)
+                continue
+            if reply is None or ws.closed:
+                continue
+            try:
+                await ws.send_bytes(protocol.encode_ws(reply))
+            except (ConnectionError, RuntimeError) as exc:  # the agent went away meanwhile
+                log.debug("push to %s: %s", uid, exc)
+
+
+async def close_websockets(app: web.Application) -> None:
+    """On shutdown: every WebSocket gets a close frame with 1001 (going away), so agents reconnect to the
+    restarted server at once instead of waiting for a dead connection to time out."""
+    state = app[STATE]
+    state.stopping = True
+    sockets = [ws for ws in state.websockets if not ws.closed]
+    if not sockets:
+        return
+    log.info("closing %d WebSocket connection(s): the server is stopping", len(sockets))
+    closing = [
+        asyncio.ensure_future(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")) for ws in sockets
+    ]
+    done, pending = await asyncio.wait(closing, timeout=SHUTDOWN_TIMEOUT_S)
+    for task in pending:  # the agent did not answer the close frame in time
+        task.cancel()
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("closing a WebSocket: %s", task.exception())
 
 
 # --- REST API, page, metrics ----------------------------------------------------------------------
@@ -242,15 +329,41 @@ async def restart_agent(request: web.Request) -> web.Response:
     return _json({"uid": agent.uid, "pending_command": agent.pending_command}, 202)
 
 
+async def _body(request: web.Request) -> Any:
+    """The request body as JSON (api.parse_json), or ApiError."""
+    return api.parse_json(await request.read())
+
+
+async def forget_agent(request: web.Request) -> web.Response:
+    """Delete an agent's record (its full instance UID): the agent registers again, with the token it
+    then presents, when it next speaks — how an agent moves to another environment."""
+    fleet, uid = request.app[FLEET], request.match_info["uid"]
+    if not fleet.forget(uid):
+        return _json({"error": f"no agent with instance UID {uid!r} (give the full UID to delete a record)"}, 404)
+    log.info("agent %s: record deleted through the API", uid)
+    return _json({"deleted": uid})
+
+
 async def put_overrides(request: web.Request) -> web.Response:
+    fleet = request.app[FLEET]
     try:
-        overrides = await request.json()
-        agent = request.app[FLEET].set_overrides(request.match_info["uid"], overrides)
+        overrides = api.overrides_request(await _body(request))
+    except api.ApiError as exc:
+        return _json({"error": str(exc)}, 400)
+    if fleet.store.get_agent(request.match_info["uid"]) is None:
+        return _json({"error": f"no agent {request.match_info['uid']}"}, 404)
+    try:
+        agent = fleet.set_overrides(request.match_info["uid"], overrides)
     except KeyError:
         return _json({"error": f"no agent {request.match_info['uid']}"}, 404)
-    except (ValueError, TypeError) as exc:
-        return _json({"error": str(exc)}, 400)
-    return _json(request.app[FLEET].view(agent))
+    except (ValueError, TypeError, RecursionError) as exc:
+        return _json({"error": f"the overrides do not render: {exc}"}, 400)
+    return _json(fleet.view(agent))
+
+
+async def list_baselines(request: web.Request) -> web.Response:
+    """The scoped baselines (fleet default first): what agents run outside rollouts."""
+    return _json(request.app[FLEET].rollouts.baselines())
 
 
 def _rollout_view(fleet: Fleet, rollout: Any) -> dict[str, Any]:
@@ -310,25 +423,22 @@ def _selector_problem(agents: list[AgentRecord], selector: Any) -> str | None:
 async def start_rollout(request: web.Request) -> web.Response:
     fleet, state = request.app[FLEET], request.app[STATE]
     try:
-        body = await request.json()
+        body = await _body(request)
         if not isinstance(body, dict):
             return _json({"error": "the request body must be a JSON object"}, 400)
-        problem = _selector_problem(fleet.store.list_agents(), body.get("selector") or {})
+        problem = _selector_problem(fleet.store.list_agents(), body.get("selector", {}))
         if problem is not None:
             return _json({"error": problem}, 400)
-        target = body.get("target") or {}
-        sha256 = str(target.get("sha256") or "") if isinstance(target, dict) else ""
-        if body.get("kind") == "package" and sha256 and not _is_sha256(sha256):
-            return _json({"error": f"target.sha256 must be 64 hexadecimal digits, got {sha256!r}"}, 400)
+        checked = api.rollout_request(body)
         rollout = fleet.rollouts.start(
-            str(body.get("kind", "config")),
-            dict(body.get("selector") or {}),
-            dict(body.get("target") or {}),
-            canary=int(body.get("canary", 1)),
-            waves=[int(p) for p in body.get("waves", [25, 50, 100])],
-            wave_timeout_s=float(body.get("wave_timeout_s", state.settings.wave_timeout_s)),
+            checked.kind,
+            dict(checked.selector),
+            dict(checked.target),
+            canary=checked.canary,
+            waves=list(checked.waves),
+            wave_timeout_s=checked.wave_timeout_s or state.settings.wave_timeout_s,
         )
-    except (RolloutError, ValueError, TypeError, KeyError) as exc:
+    except (api.ApiError, RolloutError) as exc:
         return _json({"error": str(exc)}, 400)
     log.info(
         "rollout %s started: %s %s, waves %s", rollout.id, rollout.kind, rollout.target, [len(w) for w in rollout.waves]
@@ -345,10 +455,6 @@ async def abort_rollout(request: web.Request) -> web.Response:
     except RolloutError as exc:  # it is not running (any more)
         return _json({"error": str(exc)}, 409)
     return _json(_rollout_view(fleet, rollout))
-
-
-def _is_sha256(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 async def prometheus(request: web.Request) -> web.Response:
@@ -407,7 +513,11 @@ def build_app(settings: ServerSettings, store: FleetStore | None = None) -> web.
     fleet = Fleet(
         store or SqliteStore(settings.database),
         FleetSettings(
-            configs_dir=settings.configs_dir, heartbeat_interval_s=settings.heartbeat_interval_s, client_ca=client_ca
+            configs_dir=settings.configs_dir,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            client_ca=client_ca,
+            max_agents_per_environment=settings.limits.max_agents_per_environment,
+            incomplete_agent_ttl_s=settings.limits.incomplete_agent_ttl_s,
         ),
         ConfigSource(settings.namespaces),
     )
@@ -420,7 +530,9 @@ def build_app(settings: ServerSettings, store: FleetStore | None = None) -> web.
     app.router.add_get("/api/agents/{uid}", show_agent)
     app.router.add_post("/api/agents/{uid}/restart", restart_agent)
     app.router.add_put("/api/agents/{uid}/overrides", put_overrides)
+    app.router.add_delete("/api/agents/{uid}", forget_agent)
     app.router.add_get("/api/rollouts", list_rollouts)
+    app.router.add_get("/api/baselines", list_baselines)
     app.router.add_post("/api/rollouts", start_rollout)
     app.router.add_get("/api/rollouts/{id}", show_rollout)
     app.router.add_post("/api/rollouts/{id}/abort", abort_rollout)
@@ -430,6 +542,9 @@ def build_app(settings: ServerSettings, store: FleetStore | None = None) -> web.
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         asyncio.get_running_loop().set_exception_handler(AcceptErrorThrottle())
+        reset = fleet.reset_connections()
+        if reset:
+            log.info("%d agent(s) were marked connected by the previous server process; now disconnected", reset)
         task = asyncio.create_task(push_loop(app))
         yield
         task.cancel()
@@ -438,6 +553,7 @@ def build_app(settings: ServerSettings, store: FleetStore | None = None) -> web.
         fleet.store.close()
 
     app.cleanup_ctx.append(background)
+    app.on_shutdown.append(close_websockets)
     return app
 
 
@@ -500,4 +616,13 @@ def serve(settings: ServerSettings) -> None:
                 log.error("TLS certificate reload failed, keeping the loaded one: %s", exc)
 
         signal.signal(signal.SIGHUP, reload_certificates)
-    web.run_app(app, host=host, port=port, ssl_context=context, print=None, access_log=None)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        ssl_context=context,
+        print=None,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+    )
+    log.info("otelstack OpAMP server stopped")

@@ -68,6 +68,15 @@ class Limits(Strict):
         description="accept permessage-deflate on WebSocket connections: smaller remote configs on the wire, "
         "but about 115 KiB more memory per connected agent (zlib state per connection)",
     )
+    max_agents_per_environment: int = Field(
+        100_000, gt=0, description="agent records per environment token; a new agent beyond it is refused"
+    )
+    incomplete_agent_ttl_s: float = Field(
+        600.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="a record whose agent never described itself is deleted this long after it was created",
+    )
 
 
 class ServerSettings(Strict):

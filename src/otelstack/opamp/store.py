@@ -1,10 +1,15 @@
 """The fleet registry's storage: a small interface, and its SQLite implementation (the default).
 
 Records are dataclasses stored as JSON documents keyed by id, so another implementation (PostgreSQL
-with JSONB, for a highly available pair of servers) fills the same five methods per record kind.
-SQLite runs in WAL mode with synchronous=NORMAL: a committed write survives `kill -9` of the server; a
-power loss can lose the last writes before a checkpoint, which agents restore by reporting their full
-state (the server asks for it after a sequence gap or from an unknown agent).
+with JSONB, for a highly available pair of servers) fills the same methods per record kind. Next to
+its document, an agent row keeps the few fields the server queries in bulk (the environment that owns
+it, whether it ever described itself, when it was first seen). SQLite runs in WAL mode with
+synchronous=NORMAL: a committed write survives `kill -9` of the server; a power loss can lose the last
+writes before a checkpoint, which agents restore by reporting their full state (the server asks for it
+after a sequence gap or from an unknown agent).
+
+The schema is versioned (``PRAGMA user_version``); opening a database written by an older server
+migrates it in one transaction (``MIGRATIONS``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+from otelstack.errors import OtelstackError
 
 
 @dataclass
@@ -36,9 +43,12 @@ class AgentRecord:
     remote_status: str = "UNSET"
     remote_hash: str = ""
     remote_error: str = ""
-    # The last config the agent applied and ran healthy with, and one it failed (never re-offered).
+    # The last config the agent applied and ran healthy with, and the last one it failed.
     last_good_hash: str = ""
     failed_hash: str = ""
+    # Every config it failed (hash -> when it last failed), bounded and expiring (FleetSettings); none of
+    # them is offered to it again while remembered.
+    failed_hashes: dict[str, float] = field(default_factory=dict)
     offered_hash: str = ""
     offered_at: float = 0.0
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -48,9 +58,21 @@ class AgentRecord:
     available_components_hash: str = ""
     pending_command: str = ""
     settings_offered: str = ""
+    # The environment whose token created the record; only that environment's token may speak for it.
+    # Empty in records written before it existed: their environment is their owner.
+    owner: str = ""
+    # How the agent last spoke: "websocket" or "http" (empty: not known).
+    transport: str = ""
+    # WebSocket: the agent holds a connection to this server process. HTTP: it has not said goodbye
+    # (agent_disconnect); whether it still polls comes from last_seen.
     connected: bool = False
     first_seen: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        # Records written before failed_hashes existed remember their one failed config there.
+        if self.failed_hash and self.failed_hash not in self.failed_hashes:
+            self.failed_hashes[self.failed_hash] = self.last_seen
 
 
 @dataclass
@@ -78,6 +100,24 @@ class FleetStore(Protocol):
     def get_agent(self, uid: str) -> AgentRecord | None: ...
     def put_agent(self, agent: AgentRecord) -> None: ...
     def list_agents(self) -> list[AgentRecord]: ...
+    def delete_agent(self, uid: str) -> bool:
+        """Delete one agent's record; False when there is none."""
+        ...
+
+    def count_agents_by_owner(self) -> dict[str, int]:
+        """Agent records per owning environment (the token that created them)."""
+        ...
+
+    def delete_incomplete_agents(self, first_seen_before: float) -> list[AgentRecord]:
+        """Delete the records first seen before that time that never described themselves (no
+        attributes); return them."""
+        ...
+
+    def reset_connections(self) -> int:
+        """Mark every agent not connected (at start: no agent holds a connection to a new process);
+        return how many were marked connected."""
+        ...
+
     def get_rollout(self, rollout_id: str) -> RolloutRecord | None: ...
     def put_rollout(self, rollout: RolloutRecord) -> None: ...
     def list_rollouts(self) -> list[RolloutRecord]: ...
@@ -96,12 +136,55 @@ def record(kind: type[R], doc: str) -> R:
     return kind(**{k: v for k, v in json.loads(doc).items() if k in known})
 
 
+# Version 0: the tables as the first server wrote them (a database of any version is brought up to
+# SCHEMA_VERSION by running the MIGRATIONS after its own version in order).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (uid TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rollouts (id TEXT PRIMARY KEY, created REAL NOT NULL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS configs (hash TEXT PRIMARY KEY, text TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def _agent_columns(doc: dict[str, Any]) -> tuple[str, int, float]:
+    """owner, described, first_seen of an agent document (the columns next to it)."""
+    owner = str(doc.get("owner") or doc.get("environment") or "")
+    return owner, int(bool(doc.get("attributes"))), float(doc.get("first_seen") or 0.0)
+
+
+def _migrate_1(db: sqlite3.Connection) -> None:
+    """Agents: the owning environment (per-token cap), whether the agent described itself and when it
+    was first seen (expiry of records never completed), filled from the documents."""
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(agents)")}
+    for name, declaration in (
+        ("owner", "TEXT NOT NULL DEFAULT ''"),
+        ("described", "INTEGER NOT NULL DEFAULT 0"),
+        ("first_seen", "REAL NOT NULL DEFAULT 0"),
+    ):
+        if name not in columns:
+            db.execute(f"ALTER TABLE agents ADD COLUMN {name} {declaration}")
+    rows = db.execute("SELECT uid, doc FROM agents").fetchall()
+    for uid, doc in rows:
+        try:
+            data = json.loads(doc)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            db.execute(
+                "UPDATE agents SET owner = ?, described = ?, first_seen = ? WHERE uid = ?",
+                (*_agent_columns(data), uid),
+            )
+    # Only the few records never completed are indexed: a heartbeat's write maintains no index. (Counting
+    # records per owner scans the table, at start only.)
+    db.execute("CREATE INDEX IF NOT EXISTS agents_incomplete ON agents (first_seen) WHERE described = 0")
+
+
+MIGRATIONS = (_migrate_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(OtelstackError):
+    """The registry cannot be opened (written by a newer server whose schema this one does not know)."""
 
 
 class SqliteStore:
@@ -113,7 +196,35 @@ class SqliteStore:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db.execute("PRAGMA busy_timeout=5000")
+        try:
+            self._migrate(str(path))
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self, where: str) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{where}: registry schema version {version} is newer than this server's ({SCHEMA_VERSION}); "
+                    "run the server release that wrote it, or a newer one"
+                )
+            for statement in SCHEMA.strip().splitlines():
+                self._db.execute(statement)
+            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                migration(self._db)
+                self._db.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def _doc(self, table: str, key: str, value: str) -> str | None:
         row = self._db.execute(f"SELECT doc FROM {table} WHERE {key} = ?", (value,)).fetchone()
@@ -124,13 +235,58 @@ class SqliteStore:
         return None if doc is None else record(AgentRecord, doc)
 
     def put_agent(self, agent: AgentRecord) -> None:
+        # The fields are JSON values already: no deep copy (dataclasses.asdict) on the heartbeat path.
+        doc = vars(agent)
         self._db.execute(
-            "INSERT INTO agents (uid, doc) VALUES (?, ?) ON CONFLICT(uid) DO UPDATE SET doc = excluded.doc",
-            (agent.uid, json.dumps(dataclasses.asdict(agent), sort_keys=True)),
+            "INSERT INTO agents (uid, doc, owner, described, first_seen) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(uid) DO UPDATE SET doc = excluded.doc, owner = excluded.owner, "
+            "described = excluded.described, first_seen = excluded.first_seen",
+            (agent.uid, json.dumps(doc, sort_keys=True), *_agent_columns(doc)),
         )
 
     def list_agents(self) -> list[AgentRecord]:
         return [record(AgentRecord, doc) for (doc,) in self._db.execute("SELECT doc FROM agents ORDER BY uid")]
+
+    def delete_agent(self, uid: str) -> bool:
+        return self._db.execute("DELETE FROM agents WHERE uid = ?", (uid,)).rowcount > 0
+
+    def count_agents_by_owner(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT owner, COUNT(*) FROM agents GROUP BY owner")
+        return {str(owner): int(count) for owner, count in rows}
+
+    def delete_incomplete_agents(self, first_seen_before: float) -> list[AgentRecord]:
+        rows = self._db.execute(
+            "SELECT doc FROM agents WHERE described = 0 AND first_seen < ?", (first_seen_before,)
+        ).fetchall()
+        # The columns are only a pre-selection: a row an older server updated keeps stale ones.
+        gone = [agent for (doc,) in rows if not (agent := record(AgentRecord, doc)).attributes]
+        if gone:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("DELETE FROM agents WHERE uid = ?", [(agent.uid,) for agent in gone])
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return gone
+
+    def reset_connections(self) -> int:
+        try:  # pre-select in SQL: a large registry has few agents to reset
+            rows = self._db.execute("SELECT doc FROM agents WHERE json_extract(doc, '$.connected') = 1").fetchall()
+            connected = [record(AgentRecord, doc) for (doc,) in rows]
+        except sqlite3.OperationalError:  # an SQLite without JSON functions
+            connected = [agent for agent in self.list_agents() if agent.connected]
+        if connected:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for agent in connected:
+                    agent.connected = False
+                    self.put_agent(agent)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return len(connected)
 
     def get_rollout(self, rollout_id: str) -> RolloutRecord | None:
         doc = self._doc("rollouts", "id", rollout_id)

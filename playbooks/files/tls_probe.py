@@ -24,6 +24,9 @@ VERDICT_WAIT = 1.5  # seconds; a refusing server answers at once
 def main() -> int:
     host, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     ctx = ssl.create_default_context(cafile=ca)
+    # gRPC servers (grpc-go 1.67 and later) close a TLS connection that negotiated no ALPN protocol, right
+    # after the handshake: offer HTTP/2 as every gRPC client does (and HTTP/1.1 for the OTLP/HTTP port).
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
     if len(sys.argv) > 5:
         ctx.load_cert_chain(sys.argv[4], sys.argv[5])
     result = {"host": host, "port": port, "client_certificate": len(sys.argv) > 5}

@@ -16,7 +16,9 @@ description:
     host from the flows matrix; C(version) the otelstack package version.
 options:
   _terms:
-    description: What to render, one of C(collector), C(supervisor), C(release), C(layout), C(firewall), C(version).
+    description: >-
+      What to render, one of C(collector), C(supervisor), C(release), C(layout), C(firewall), C(version),
+      C(secrets), C(gateway_names).
     required: true
   configs_dir:
     description: The configs/ hierarchy.
@@ -47,6 +49,18 @@ options:
     description: For C(release), the architecture (amd64, arm64).
     type: str
     default: amd64
+  version:
+    description:
+      - For C(release), the version whose artefact names and URLs are returned; empty takes the release
+        pinned by the catalog.
+    type: str
+    default: ""
+  dist:
+    description:
+      - For C(release), the version that C(otelstack dist build) / C(otelstack dist package) builds instead of
+        the catalog's upstream pin (they differ when a module of the pinned release is not published).
+    type: bool
+    default: false
   roles:
     description: For C(firewall), the platform roles the host holds; empty takes its inventory groups that are platform roles.
     type: list
@@ -64,6 +78,10 @@ options:
     description: For C(firewall), the host name written into the ruleset's header.
     type: str
     default: ""
+  text:
+    description: For C(secrets), the rendered config text.
+    type: str
+    default: ""
 """
 
 EXAMPLES = r"""
@@ -78,7 +96,9 @@ _raw:
   description: The rendered text (collector, supervisor) or a dict (release).
 """
 
+import dataclasses  # noqa: E402
 import ipaddress  # noqa: E402
+import re  # noqa: E402
 
 from ansible.errors import AnsibleLookupError  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
@@ -112,6 +132,67 @@ def _host_addresses(hostvars, name):  # type: ignore[no-untyped-def]
     except ValueError:
         pass
     return [str(a) for a in found if a]
+
+
+def _release_version(value):  # type: ignore[no-untyped-def]
+    """A release version as upstream tags it (0.159.0, 0.160.0-rc.1); a leading v is dropped."""
+    version = str(value).strip().removeprefix("v")
+    if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?", version):
+        raise AnsibleLookupError(f"otelstack release: version {value!r} is not a release version such as 0.159.0")
+    return version
+
+
+def _dist_version(name):  # type: ignore[no-untyped-def]
+    """The version `otelstack dist` builds of a program (the catalog's build section)."""
+    from otelstack.catalog.components import catalog
+
+    cat = catalog()
+    if name == "opampsupervisor":
+        return str(cat.build["supervisor_version"]).removeprefix("v")
+    return str(cat.release["otelcol_contrib"])
+
+
+def _host_of(endpoint):  # type: ignore[no-untyped-def]
+    """The host of a gRPC target: ``dns:///name:4317``, ``name:4317``, ``[::1]:4317`` or ``name``."""
+    target = str(endpoint)
+    if "://" in target:
+        target = target.split("://", 1)[1].lstrip("/")
+        target = target.split("/", 1)[-1] if "/" in target else target
+    if target.startswith("["):
+        return target[1:].split("]", 1)[0]
+    return target.rsplit(":", 1)[0] if target.count(":") == 1 else target
+
+
+def _gateway_names(common, profile):  # type: ignore[no-untyped-def]
+    """The names agents dial to reach the gateways, read from the agent config otelstack renders.
+
+    Whatever the resolver, this is what the agents' exporters really use: the load_balancing resolver
+    (dns: one name every gateway answers for; static: one name per gateway) and the OTLP exporters'
+    targets (metrics and logs). A target that is one of the static hostnames is that gateway's own name;
+    any other target is a service name every gateway must carry.
+    """
+    import yaml
+
+    from otelstack.render import render_agent_config
+
+    agent_profile = "agent-vm" if not str(profile).startswith("agent") else str(profile)
+    config = yaml.safe_load(
+        render_agent_config(common["configs_dir"], common["env"], common["region"], profile=agent_profile).text
+    )
+    service, static = [], []
+    for name, exporter in (config.get("exporters") or {}).items():
+        kind = str(name).split("/", 1)[0]
+        exporter = exporter or {}
+        if kind in ("load_balancing", "loadbalancing"):
+            resolver = exporter.get("resolver") or {}
+            if "dns" in resolver:
+                service.append(str(resolver["dns"]["hostname"]))
+            static += [_host_of(h) for h in (resolver.get("static") or {}).get("hostnames", [])]
+        elif kind in ("otlp_grpc", "otlp") and exporter.get("endpoint"):
+            service.append(_host_of(exporter["endpoint"]))
+    static = list(dict.fromkeys(static))
+    service = [n for n in dict.fromkeys(service) if n not in static]
+    return {"service": service, "static": static}
 
 
 class LookupModule(LookupBase):
@@ -158,12 +239,21 @@ class LookupModule(LookupBase):
 
                     results.append(__version__)
                     continue
+                if term == "secrets":
+                    from otelstack.validate.binary import secret_references
+
+                    results.append([name for provider, name in secret_references(opt("text")) if provider == "env"])
+                    continue
                 if term == "firewall":
                     results.append(self._firewall(nftables, variables or {}, opt))
                     continue
                 if term == "release":
                     rel = versions.opampsupervisor() if opt("component") == "opampsupervisor" \
                         else versions.otelcol_contrib()
+                    if opt("version"):
+                        rel = dataclasses.replace(rel, version=_release_version(opt("version")))
+                    elif opt("dist"):
+                        rel = dataclasses.replace(rel, version=_dist_version(rel.name))
                     arch = opt("arch")
                     name = rel.archive_name(arch)
                     results.append({
@@ -185,6 +275,9 @@ class LookupModule(LookupBase):
                         profile=opt("profile"), agent=opt("agent") or None,
                         variant=opt("variant"),
                     )
+                elif term == "gateway_names":
+                    results.append(_gateway_names(common, opt("profile")))
+                    continue
                 elif term == "supervisor":
                     rendered = render_supervisor_config(
                         common["configs_dir"], common["env"], common["region"], profile=opt("profile"),
@@ -192,7 +285,8 @@ class LookupModule(LookupBase):
                     )
                 else:
                     raise AnsibleLookupError(
-                        f"otelstack lookup: unknown term {term!r}; allowed: collector, supervisor, release, layout, firewall, version"
+                        f"otelstack lookup: unknown term {term!r}; allowed: collector, supervisor, release, layout, firewall, "
+                        "version, secrets, gateway_names"
                     )
                 results.append(rendered.text)
             except (OtelstackError, ValueError) as exc:

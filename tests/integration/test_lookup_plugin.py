@@ -102,6 +102,51 @@ def test_release_facts(tmp_path: Path) -> None:
     assert "cmd%2Fopampsupervisor%2Fv" in release["url"]
 
 
+def test_release_at_another_version_and_the_dist_build(tmp_path: Path) -> None:
+    from otelstack.catalog.components import catalog
+
+    expression = (
+        "[lookup('otelstack.platform.otelstack', 'release', component='opampsupervisor', version='v0.150.0'),"
+        " lookup('otelstack.platform.otelstack', 'release', component='opampsupervisor', dist=true),"
+        " lookup('otelstack.platform.otelstack', 'release', dist=true)]"
+    )
+    result = ansible_eval(expression, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    other, dist, collector = json.loads(result.stdout)
+    assert other["artefact"] == "opampsupervisor_0.150.0_linux_amd64"
+    assert other["url"].endswith("cmd%2Fopampsupervisor%2Fv0.150.0/opampsupervisor_0.150.0_linux_amd64")
+    # What `otelstack dist package` writes: the supervisor at the version the catalog's build section gives.
+    assert dist["version"] == str(catalog().build["supervisor_version"]).removeprefix("v")
+    assert collector["version"] == str(catalog().release["otelcol_contrib"])
+
+
+def test_release_refuses_a_version_that_is_not_one(tmp_path: Path) -> None:
+    result = ansible_eval("lookup('otelstack.platform.otelstack', 'release', version='latest')", tmp_path)
+    assert result.returncode != 0
+    assert "'latest' is not a release version such as 0.159.0" in result.stdout + result.stderr
+
+
+def test_secrets_term_lists_the_env_references(tmp_path: Path) -> None:
+    text = "a: ${env:OTELSTACK_INGEST_TOKEN}\\nb: ${env:OTELSTACK_INGEST_TOKEN} ${env:X_Y} ${file:/run/s}"
+    result = ansible_eval(f"lookup('otelstack.platform.otelstack', 'secrets', text='{text}')", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == ["OTELSTACK_INGEST_TOKEN", "X_Y"]
+
+
+@pytest.mark.parametrize(
+    ("region", "expected"),
+    [
+        ("", {"service": ["gateways.dev.internal"], "static": []}),
+        ("lab", {"service": [], "static": ["gateway-1", "gateway-2"]}),
+    ],
+)
+def test_gateway_names_are_what_agents_dial(region: str, expected: dict[str, list[str]], tmp_path: Path) -> None:
+    term = f"'gateway_names', configs_dir='{CONFIGS}', env='dev', region='{region}'"
+    result = ansible_eval(f"lookup('otelstack.platform.otelstack', {term})", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == expected
+
+
 def test_bad_agent_level_fails_the_task_with_the_key(tmp_path: Path) -> None:
     expr = (
         f"lookup('otelstack.platform.otelstack', 'collector', configs_dir='{CONFIGS}', env='prod', "

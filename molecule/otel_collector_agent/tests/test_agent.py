@@ -1,15 +1,17 @@
-"""Verify the agent: the supervised stand-in collector runs the otelstack-rendered config on its real ports."""
+"""Verify the agent: the real supervisor runs the real collector on the otelstack-rendered config and ports."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from otelstack.catalog.components import catalog
 from otelstack.catalog.versions import otelcol_contrib
 from otelstack.render import render_agent_config, render_supervisor_config
 
 ROOT = Path(os.environ["OTELSTACK_ROOT"])
 VERSION = otelcol_contrib().version
+SUPERVISOR_VERSION = str(catalog().build["supervisor_version"]).removeprefix("v")  # what `otelstack dist` builds
 
 
 def test_config_on_the_host_is_byte_identical_to_plan(host) -> None:  # type: ignore[no-untyped-def]
@@ -25,8 +27,13 @@ def test_versioned_install_with_active_link(host) -> None:  # type: ignore[no-un
     active = host.file("/opt/otelcol-contrib/active")
     assert active.is_symlink and active.linked_to == f"/opt/otelcol-contrib/releases/{VERSION}"
     out = host.check_output("/opt/otelcol-contrib/active/otelcol-contrib --version")
-    assert VERSION in out and "STAND-IN" in out
-    assert host.file(f"/opt/otelcol-contrib/releases/{VERSION}/opampsupervisor").mode == 0o755
+    assert out.strip() == f"otelcol-contrib version {VERSION}", out
+    supervisor = host.file(f"/opt/otelcol-contrib/releases/{VERSION}/opampsupervisor")
+    assert supervisor.mode == 0o755
+    # The supervisor at its own version: the one `otelstack dist package` put in the mirror.
+    mirror = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "artefacts"
+    checksum = mirror / f"opampsupervisor_{SUPERVISOR_VERSION}_linux_amd64.sha256"
+    assert supervisor.sha256sum == checksum.read_text().split()[0]
 
 
 def test_supervisor_runs_the_collector_hardened(host) -> None:  # type: ignore[no-untyped-def]
@@ -53,7 +60,7 @@ def test_listens_on_the_rendered_ports(host) -> None:  # type: ignore[no-untyped
 def test_secrets_only_in_the_0600_env_file(host) -> None:  # type: ignore[no-untyped-def]
     env = host.file("/etc/otelcol-contrib/otelcol.env")
     assert (env.user, env.mode) == ("root", 0o600)
-    assert "OTELSTACK_INGEST_TOKEN=lab-ingest-token" in env.content_string
+    assert "OTELSTACK_INGEST_TOKEN='lab-ingest-token'" in env.content_string
     assert "lab-ingest-token" not in host.file("/etc/otelcol-contrib/agent-vm.yaml").content_string
 
 

@@ -1,4 +1,9 @@
-"""Verify the gateway: otelstack's config, certificates from the internal CA, and mTLS enforced on OTLP."""
+"""Verify the gateway: otelstack's config, certificates from the internal CA, and mTLS enforced on OTLP.
+
+dev has the DNS resolver: agents reach the gateways as `gateways.dev.internal` (the OTLP exporter's
+`dns:///gateways.dev.internal:4317`, the load_balancing resolver's hostname). The real collector proves a
+handshake to that name, both ways agents dial it.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ def handshake(host, with_client_cert: bool, name: str = "solo-gateway") -> tuple
 
 
 def test_config_is_byte_identical_to_plan(host) -> None:  # type: ignore[no-untyped-def]
-    expected = render_agent_config(ROOT / "configs", "dev", "lab", profile="gateway")
+    expected = render_agent_config(ROOT / "configs", "dev", None, profile="gateway")
     assert host.file("/etc/otelcol-contrib/gateway.yaml").sha256sum == expected.sha256
 
 
@@ -56,6 +61,8 @@ def test_key_and_certificate_files(host) -> None:  # type: ignore[no-untyped-def
     assert host.file(TLS).mode == 0o750
     text = host.check_output(f"openssl x509 -in {TLS}/server.crt -noout -ext subjectAltName,extendedKeyUsage")
     assert "DNS:solo-gateway" in text and "IP Address:127.0.0.1" in text and "TLS Web Server Authentication" in text
+    # The service name agents dial, from the spec through the lookup plugin (pki role, pki_gateway).
+    assert "DNS:gateways.dev.internal" in text, text
     client = host.check_output(f"openssl x509 -in {TLS}/client.crt -noout -ext extendedKeyUsage")
     assert "TLS Web Client Authentication" in client
     assert host.run(f"openssl verify -CAfile {TLS}/ca.crt {TLS}/server.crt {TLS}/client.crt").rc == 0
@@ -76,3 +83,56 @@ def test_gateway_listens_on_all_interfaces(host) -> None:  # type: ignore[no-unt
     for spec in ("tcp://0.0.0.0:4317", "tcp://0.0.0.0:4318", "tcp://0.0.0.0:13133"):
         assert host.socket(spec).is_listening, spec
     assert host.service("opampsupervisor").is_running
+
+
+CLIENT = """
+receivers:
+  host_metrics:
+    collection_interval: 1s
+    scrapers: {load: {}}
+exporters:
+  otlp_grpc/service:
+    endpoint: dns:///gateways.dev.internal:4317
+    tls: &tls {ca_file: TLS/ca.crt, cert_file: TLS/client.crt, key_file: TLS/client.key, min_version: "1.3"}
+    headers: &auth {authorization: Bearer lab-ingest-token}
+  load_balancing:
+    routing_key: metric
+    protocol:
+      otlp: {tls: *tls, headers: *auth, timeout: 5s}
+    resolver:
+      dns: {hostname: gateways.dev.internal, port: "4317", interval: 1s}
+service:
+  pipelines:
+    metrics: {receivers: [host_metrics], exporters: [otlp_grpc/service, load_balancing]}
+  telemetry:
+    logs: {level: info}
+    metrics:
+      level: detailed
+      readers: [{pull: {exporter: {prometheus: {host: 127.0.0.1, port: 18888}}}}]
+"""
+
+
+def test_real_collector_handshakes_with_the_service_name(host) -> None:  # type: ignore[no-untyped-def]
+    """The real otelcol-contrib as an agent would dial: OTLP to dns:///gateways.dev.internal:4317 (TLS server
+    name gateways.dev.internal) and load_balancing resolving that name (its sub-exporters dial IP:4317, so
+    Go verifies the gateway's IP address SAN). Both must deliver, with no TLS error in the client's log."""
+    address = host.check_output("hostname -I").split()[0]
+    # podman bind-mounts /etc/hosts: append to it (the collector is built without cgo: Go reads the file).
+    host.run(f"grep -q ' gateways.dev.internal$' /etc/hosts || echo '{address} gateways.dev.internal' >> /etc/hosts")
+    host.run(f"mkdir -p /tmp/client && cat > /tmp/client/config.yaml <<'EOF'\n{CLIENT.replace('TLS/', TLS + '/')}\nEOF")
+    run = host.run(
+        "cd /tmp/client && (timeout 20 /opt/otelcol-contrib/active/otelcol-contrib --config=config.yaml > log 2>&1 &)"
+        " ; sleep 12; python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:18888/metrics').read().decode())\""
+    )
+    log = host.file("/tmp/client/log").content_string
+    assert run.rc == 0, (run.stderr, log[-3000:])
+    sent = {
+        line.split('exporter="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in run.stdout.splitlines()
+        if line.startswith("otelcol_exporter_sent_metric_points") and 'exporter="' in line
+    }
+    failed = [line for line in run.stdout.splitlines() if line.startswith("otelcol_exporter_send_failed_metric_points")]
+    print("client collector sent metric points:", sent, "failed:", failed)
+    assert "certificate" not in log.lower() and "x509" not in log.lower(), log[-3000:]
+    assert sent.get("otlp_grpc/service", 0) > 0, (sent, log[-3000:])
+    assert sent.get("load_balancing", 0) > 0, (sent, log[-3000:])

@@ -61,3 +61,33 @@ class ClientCa:
             .sign(self.key, hashes.SHA256())
         )
         return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+class CaBundle:
+    """The CA certificate(s) agents verify this server with (settings ``opamp_ca_file``), offered with the
+    OpAMP connection settings. Read again when the file changes (a new CA, or old and new during a CA
+    rotation), so a replaced file reaches the agents without a restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int, int] | None = None
+        self._pem = b""
+        self.pem()  # a file that cannot be used stops the server at start
+
+    def pem(self) -> bytes:
+        try:
+            stat = self.path.stat()
+        except OSError as exc:
+            raise CertificateError(f"opamp_ca_file {self.path}: {exc.strerror}") from exc
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            try:
+                data = self.path.read_bytes()
+                certificates = x509.load_pem_x509_certificates(data)
+            except OSError as exc:
+                raise CertificateError(f"opamp_ca_file {self.path}: {exc.strerror}") from exc
+            except ValueError as exc:
+                raise CertificateError(f"opamp_ca_file {self.path}: not PEM certificates: {exc}") from exc
+            self._pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+            self._stamp = stamp
+        return self._pem

@@ -21,15 +21,15 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from opentelemetry._opamp.proto import opamp_pb2 as pb
 
 from otelstack.opamp import protocol
-from otelstack.opamp.certificates import CertificateError, ClientCa
+from otelstack.opamp.certificates import CaBundle, CertificateError, ClientCa
 from otelstack.opamp.oncelog import OnceLog
 from otelstack.opamp.remote_config import (
     CONFIG_FILE_NAME,
@@ -69,6 +69,16 @@ class FleetSettings:
     offer_retry_s: float = 60.0
     # Signs agents' certificate requests (OpAMP connection settings); None: requests are declined.
     client_ca: ClientCa | None = None
+    # OpAMP connection-settings offers (each one complete: the agent replaces its whole server config
+    # with it). The server's OpAMP URL as agents reach it; "": no offers at all.
+    opamp_url: str = ""
+    # The CA(s) agents verify the server with (offered as certificate.ca_cert); None: plaintext URL.
+    server_ca: CaBundle | None = None
+    # environment -> its agents' bearer token, offered back to the agents of that environment only.
+    tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The server requires client certificates (tls.client_ca_file): an offer would replace the agent's
+    # certificate, so only an offer with a certificate it asked for (its CSR, its own key) is sent.
+    client_certificates_required: bool = False
     # Records per environment (the token that created them); a new agent beyond it is refused.
     max_agents_per_environment: int = 100_000
     # A record that has not described itself (AgentDescription) this long after it was created is deleted.
@@ -184,7 +194,12 @@ class Fleet:
             return response
         self._guarded(agent, response, "config offer", self._offer_config)
         self._guarded(agent, response, "package offer", self._offer_package)
-        self._guarded(agent, response, "connection settings offer", lambda a, r: self._offer_settings(a, r, message))
+        self._guarded(
+            agent,
+            response,
+            "connection settings offer",
+            lambda a, r: self._offer_settings(a, r, message, token_environment),
+        )
         if agent.pending_command == "restart" and agent.capabilities & CAP.AgentCapabilities_AcceptsRestartCommand:
             response.command.type = pb.CommandType_Restart
             agent.pending_command = ""
@@ -369,28 +384,91 @@ class Fleet:
         package.hash = hashlib.sha256(f"{target['name']}:{target['version']}:{target['sha256']}".encode()).digest()
         offer.all_packages_hash = package.hash
 
-    def _offer_settings(self, agent: AgentRecord, response: pb.ServerToAgent, message: pb.AgentToServer) -> None:
+    def _offer_settings(
+        self,
+        agent: AgentRecord,
+        response: pb.ServerToAgent,
+        message: pb.AgentToServer,
+        token_environment: str | None = None,
+    ) -> None:
+        """A complete OpAMP connection-settings offer, when it differs from the last one the agent got (or
+        the agent sent a certificate request). Agents apply an offer as their whole server config (the
+        real opampsupervisor replaces endpoint, headers and TLS), so each carries: this server's URL for
+        the agent's transport, the Authorization header with the token of the agent's own environment,
+        the CA it verifies the server with (TLS), the heartbeat interval, and a certificate it asked for."""
         if not agent.capabilities & CAP.AgentCapabilities_AcceptsOpAMPConnectionSettings:
             return
         csr = message.connection_settings_request.opamp.certificate_request.csr
-        marker = f"heartbeat={self.settings.heartbeat_interval_s}"
-        if agent.settings_offered == marker and not csr:
+        url = self._url_for(agent.transport)
+        if not url:
+            if csr:
+                log.warning("agent %s asked for a client certificate; without opamp_url nothing is offered", agent.uid)
             return
-        offers = response.connection_settings
-        offers.opamp.heartbeat_interval_seconds = self.settings.heartbeat_interval_s
+        environment = token_environment if token_environment is not None else self.owner(agent)
+        token = self.settings.tokens.get(environment)
+        if token is None:
+            self.errors.error(
+                f"settings-token:{agent.uid}",
+                "agent %s: no token of environment %r to offer; no connection settings offered",
+                agent.uid,
+                environment,
+            )
+            return
+        secure = url.startswith(("wss://", "https://"))
+        server_ca = self.settings.server_ca.pem() if secure and self.settings.server_ca is not None else b""
+        cert = ca_cert = b""
         if csr:
             if self.settings.client_ca is None:
                 log.warning("agent %s asked for a client certificate; no client CA is configured", agent.uid)
             else:
                 try:
-                    offers.opamp.certificate.cert = self.settings.client_ca.sign(csr, agent.uid)
-                    offers.opamp.certificate.ca_cert = self.settings.client_ca.ca_pem
-                    marker += ";cert=" + hashlib.sha256(offers.opamp.certificate.cert).hexdigest()[:16]
+                    cert = self.settings.client_ca.sign(csr, agent.uid)
+                    ca_cert = self.settings.client_ca.ca_pem
                     log.info("agent %s: signed its certificate request", agent.uid)
                 except CertificateError as exc:
                     log.warning("agent %s: certificate request refused: %s", agent.uid, exc)
-        offers.hash = hashlib.sha256(marker.encode()).digest()
+        if self.settings.client_certificates_required and not cert:
+            return  # an offer would replace the client certificate the agent connects with
+        if server_ca:
+            # opampsupervisor 0.158.0 verifies the server with certificate.ca_cert (and turns verification
+            # off when the offer has no certificate): the server's CA, not the client certificate's.
+            ca_cert = server_ca
+        digest = hashlib.sha256()
+        for part in (
+            url.encode(),
+            hashlib.sha256(token.encode()).digest(),  # the registry keeps only this digest
+            ca_cert,
+            cert,
+            str(self.settings.heartbeat_interval_s).encode(),
+        ):
+            digest.update(len(part).to_bytes(8, "big") + part)
+        marker = digest.hexdigest()
+        if agent.settings_offered == marker and not csr:
+            return
+        offer = response.connection_settings.opamp
+        offer.destination_endpoint = url
+        header = offer.headers.headers.add()
+        header.key, header.value = "Authorization", f"Bearer {token}"
+        if ca_cert or cert:
+            offer.certificate.ca_cert = ca_cert
+            offer.certificate.cert = cert
+        offer.heartbeat_interval_seconds = self.settings.heartbeat_interval_s
+        response.connection_settings.hash = bytes.fromhex(marker)
         agent.settings_offered = marker
+
+    def _url_for(self, transport: str) -> str:
+        """``opamp_url`` with the scheme of the transport the agent uses (an HTTP agent keeps polling, a
+        WebSocket agent keeps its socket), TLS or not as configured."""
+        url = self.settings.opamp_url
+        if not url:
+            return ""
+        scheme, _, rest = url.partition("://")
+        secure = scheme in ("wss", "https")
+        if transport == "http":
+            scheme = "https" if secure else "http"
+        elif transport == "websocket":
+            scheme = "wss" if secure else "ws"
+        return f"{scheme}://{rest}"
 
     def push(self, uid: str) -> pb.ServerToAgent | None:
         """What to send a connected agent now, unasked (a rollout released its wave, a restart was

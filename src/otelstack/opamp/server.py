@@ -30,7 +30,7 @@ from opentelemetry._opamp.proto import opamp_pb2 as pb
 
 from otelstack.errors import OtelstackError
 from otelstack.opamp import api, metrics, protocol
-from otelstack.opamp.certificates import ClientCa
+from otelstack.opamp.certificates import CaBundle, ClientCa
 from otelstack.opamp.cli import SELECTOR_FIELDS, SELECTOR_KEYS_HELP
 from otelstack.opamp.descriptors import AcceptErrorThrottle, connection_limit, open_files_limit, raise_open_files_limit
 from otelstack.opamp.fleet import Fleet, FleetSettings, Session
@@ -516,6 +516,10 @@ def build_app(settings: ServerSettings, store: FleetStore | None = None) -> web.
             configs_dir=settings.configs_dir,
             heartbeat_interval_s=settings.heartbeat_interval_s,
             client_ca=client_ca,
+            opamp_url=settings.offered_url,
+            server_ca=CaBundle(settings.opamp_ca_file) if settings.opamp_ca_file is not None else None,
+            tokens=tokens,
+            client_certificates_required=settings.tls is not None and settings.tls.client_ca_file is not None,
             max_agents_per_environment=settings.limits.max_agents_per_environment,
             incomplete_agent_ttl_s=settings.limits.incomplete_agent_ttl_s,
         ),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -95,6 +96,17 @@ class ServerSettings(Strict):
     client_ca: ClientCaSettings | None = Field(
         None, description="sign agents' certificate requests and offer the certificates (rotation through OpAMP)"
     )
+    opamp_url: str | None = Field(
+        None,
+        description="this server's OpAMP endpoint as agents reach it (ws://, wss://, http:// or https://), "
+        "offered to agents as OpAMP connection settings; unset: no connection settings are offered, except "
+        "that a plaintext server listening on one address offers ws://<listen>/v1/opamp",
+    )
+    opamp_ca_file: Path | None = Field(
+        None,
+        description="PEM: the CA certificate(s) agents verify this server with, offered with the connection "
+        "settings (old and new during a CA rotation); required with a wss:// or https:// opamp_url",
+    )
 
     @model_validator(mode="after")
     def secure(self) -> ServerSettings:
@@ -102,7 +114,37 @@ class ServerSettings(Strict):
             raise ValueError("tls is required (set allow_insecure: true only for a lab)")
         if not self.tokens:
             raise ValueError("tokens: give at least one environment's token; unauthenticated agents are refused")
+        if self.opamp_url is not None:
+            url = urlsplit(self.opamp_url)
+            if url.scheme not in ("ws", "wss", "http", "https") or not url.hostname:
+                raise ValueError(
+                    f"opamp_url: {self.opamp_url!r} is not a ws://, wss://, http:// or https:// URL with a host "
+                    "(for example wss://opamp.example.com:4320/v1/opamp)"
+                )
+            if url.username or url.password or url.query or url.fragment:
+                raise ValueError(f"opamp_url: {self.opamp_url!r}: no user, query or fragment (tokens go in headers)")
+            secure = url.scheme in ("wss", "https")
+            if self.tls is not None and not secure:
+                raise ValueError(f"opamp_url: {self.opamp_url!r} is plaintext but this server serves TLS: use wss://")
+            if secure and self.opamp_ca_file is None:
+                raise ValueError(
+                    "opamp_ca_file: required with a wss:// or https:// opamp_url (an offer without a CA makes "
+                    "the supervisor turn off certificate verification)"
+                )
+        elif self.opamp_ca_file is not None:
+            raise ValueError("opamp_ca_file: only offered with opamp_url; set opamp_url too")
         return self
+
+    @property
+    def offered_url(self) -> str:
+        """The OpAMP URL offered to agents: ``opamp_url``, else for a plaintext server listening on one
+        address ws://<listen>/v1/opamp, else "" (no connection settings are offered)."""
+        if self.opamp_url is not None:
+            return self.opamp_url
+        host, port = self.host_port
+        if self.tls is None and host not in ("0.0.0.0", "::", "[::]", ""):
+            return f"ws://{host}:{port}/v1/opamp"
+        return ""
 
     @property
     def host_port(self) -> tuple[str, int]:

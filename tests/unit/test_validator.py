@@ -201,3 +201,13 @@ def test_tail_sampling_needs_trace_id_routing(agent: dict[str, Any], gateway: di
 
 def test_finding_renders_severity() -> None:
     assert str(Finding("f: k", "m", "warning")) == "f: k: m (warning)"
+
+
+def test_a_gateway_ingress_without_client_certificates_or_token_is_refused(gateway: dict[str, Any]) -> None:
+    bad = copy.deepcopy(gateway)
+    del bad["receivers"][OTLP_RX]["protocols"]["grpc"]["tls"]["client_ca_file"]
+    one_error(bad, f"receivers.{OTLP_RX}.protocols.grpc.tls: no client_ca_file: a gateway accepts agents")
+    bad = copy.deepcopy(gateway)
+    del bad["receivers"][OTLP_RX]["protocols"]["http"]["auth"]
+    one_error(bad, f"receivers.{OTLP_RX}.protocols.http.auth: no authenticator: a gateway requires")
+    assert errors(bad, insecure_allowed=True) == [], "dev may run an open gateway"

@@ -131,7 +131,30 @@ def validate_collector_config(
 
     if not insecure_allowed:
         _check_security(add, config, node_local_plaintext)
+        if has_tail_sampling(config):
+            _check_gateway_ingress(add, config)
     return findings
+
+
+def _check_gateway_ingress(add: Any, config: Mapping[str, Any]) -> None:
+    """A gateway (it tail-samples) takes data from agents only: every OTLP listener off loopback asks for
+    a client certificate and a token, as the spec requires outside dev."""
+    for rx_id, rx in (config.get("receivers") or {}).items():
+        if _type_of(str(rx_id)) != "otlp" or not isinstance(rx, Mapping):
+            continue
+        for proto, settings in (rx.get("protocols") or {}).items():
+            if not isinstance(settings, Mapping):
+                continue
+            host = str(settings.get("endpoint", "")).rsplit(":", 1)[0]
+            if host in ("127.0.0.1", "localhost", "[::1]"):
+                continue
+            where = f"receivers.{rx_id}.protocols.{proto}"
+            tls = settings.get("tls")
+            if isinstance(tls, Mapping) and not tls.get("client_ca_file") and not tls.get("client_ca_pem"):
+                add(f"{where}.tls", "no client_ca_file: a gateway accepts agents by client certificate (mTLS)")
+            auth = settings.get("auth")
+            if not (isinstance(auth, Mapping) and auth.get("authenticator")):
+                add(f"{where}.auth", "no authenticator: a gateway requires the agents' token (bearertokenauth)")
 
 
 def validate_supervisor_config(config: Mapping[str, Any], *, source: str) -> list[Finding]:

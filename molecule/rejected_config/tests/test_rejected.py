@@ -13,13 +13,19 @@ import pytest
 sys.path.insert(0, os.environ["OTELSTACK_ROOT"])
 
 from tests.lab.playbooks import output, run_playbook, tail
-from tests.standins.build import ARCH, following
 
 from otelstack.catalog.versions import otelcol_contrib
 
 CONVERGE = Path(__file__).parents[1] / "converge.yml"
 CONFIG = "/etc/otelcol-contrib/agent-vm.yaml"
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+ARCH = "amd64"
+
+
+def following(version: str) -> str:
+    """A release after ``version`` that has not been built: its archive here is a tampered copy, never run."""
+    major, minor, _patch = version.split(".")
+    return f"{major}.{int(minor) + 1}.0"
 
 
 @pytest.fixture()
@@ -38,13 +44,12 @@ def snapshot(host) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 
 def test_config_the_binary_rejects_is_not_installed(host, before) -> None:  # type: ignore[no-untyped-def]
-    # service.telemetry.resource is free-form for otelstack; the stand-in binary refuses this key.
-    bad = {
-        "collector_overrides": {"agent": {"service": {"telemetry": {"resource": {"otelstack_standin_reject": "x"}}}}}
-    }
+    # otelstack passes the log level through; the real otelcol-contrib refuses it in `validate`.
+    bad = {"collector_overrides": {"agent": {"service": {"telemetry": {"logs": {"level": "loud"}}}}}}
     result = run_playbook(CONVERGE, json.dumps({"otelstack_test_overrides": bad}))
     assert result.returncode != 0
     assert "failed to validate" in output(result), tail(result)
+    assert "unrecognized level" in output(result) and "loud" in output(result), tail(result)
     assert snapshot(host) == before
     assert host.service("opampsupervisor").is_running
 
@@ -58,11 +63,15 @@ def test_invalid_setting_names_the_key_and_changes_nothing(host, before) -> None
 
 
 def test_artefact_with_a_wrong_checksum_is_refused(host, before, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # A mirror whose archive for a new release does not match its checksum file: the real archive and its
+    # checksum under that release's names, the archive then altered. It is refused before it is unpacked.
     version = following(otelcol_contrib().version)
     artefacts = tmp_path / "artefacts"
     shutil.copytree(EPHEMERAL / "artefacts", artefacts)
-    archive = artefacts / otelcol_contrib().archive_name(ARCH).replace(otelcol_contrib().version, version)
-    archive.write_bytes(archive.read_bytes() + b"tampered")
+    real = artefacts / otelcol_contrib().archive_name(ARCH)
+    archive = artefacts / real.name.replace(otelcol_contrib().version, version)
+    archive.write_bytes(real.read_bytes() + b"tampered")
+    Path(f"{archive}.sha256").write_text(Path(f"{real}.sha256").read_text())
     result = run_playbook(
         CONVERGE,
         f"otel_collector_version={version}",

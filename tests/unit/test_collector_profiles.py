@@ -61,6 +61,10 @@ def test_agents_balance_traces_by_trace_id_with_each_resolver(
     assert config["service"]["pipelines"]["traces"]["exporters"] == [LB]
     otlp = config["exporters"][f"{OTLP_X}/gateway"]
     assert otlp["endpoint"] == balanced and otlp["balancer_name"] == "round_robin"
+    # dns and k8s resolvers dial addresses: the certificate is checked against the service name instead
+    override = lb["protocol"]["otlp"]["tls"].get("server_name_override")
+    assert override == (None if resolver["kind"] == "static" else balanced.removeprefix("dns:///").rsplit(":", 1)[0])
+    assert "server_name_override" not in otlp["tls"], "dns:/// targets carry the name themselves"
     for signal in ("metrics", "logs"):
         assert config["service"]["pipelines"][signal]["exporters"] == [f"{OTLP_X}/gateway"]
 
@@ -312,6 +316,7 @@ def test_supervisor_carries_the_hosts_agent_level_to_the_opamp_server() -> None:
 
     import yaml
 
+    from otelstack.collector.supervisor import decode_overrides_attribute
     from otelstack.render import render_supervisor_config
 
     level = {
@@ -320,9 +325,14 @@ def test_supervisor_carries_the_hosts_agent_level_to_the_opamp_server() -> None:
     }
     sup = yaml.safe_load(render_supervisor_config(CONFIGS, "prod", profile="agent-vm", agent=level).text)
     attributes = sup["agent"]["description"]["non_identifying_attributes"]
-    assert json.loads(attributes["otelstack.agent_overrides"]) == level
+    value = attributes["otelstack.agent_overrides"]
+    assert json.loads(decode_overrides_attribute(value)) == level
     # Canonical (sorted, compact): the same overrides give the same bytes on every run.
-    assert attributes["otelstack.agent_overrides"] == json.dumps(level, sort_keys=True, separators=(",", ":"))
+    canonical_json = json.dumps(level, sort_keys=True, separators=(",", ":"))
+    assert decode_overrides_attribute(value) == canonical_json
+    # No quote in the value: opampsupervisor pastes it unescaped into a double-quoted YAML string.
+    assert value.startswith("base64:") and '"' not in value and "'" not in value
+    assert decode_overrides_attribute(canonical_json) == canonical_json, "the plain JSON form is still read"
     # The agent level applies to the supervisor's own settings too.
     assert sup["server"]["endpoint"] == "wss://o:1/v1/opamp"
     plain = yaml.safe_load(render_supervisor_config(CONFIGS, "prod", profile="agent-vm").text)

@@ -128,6 +128,10 @@ def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_ex
     if hop is TlsMode.INSECURE:
         for exporter in (exporters[x_lb]["protocol"]["otlp"], exporters[x_otlp]):
             exporter["tls"] = {"insecure": True}
+    elif (service_name := _resolved_service_name(spec)) is not None:
+        # The dns and k8s resolvers hand the sub-exporters IP:port, so Go would check the gateway
+        # certificate's IP addresses; verify it against the service name its certificate carries instead.
+        exporters[x_lb]["protocol"]["otlp"]["tls"] = {**otlp_client["tls"], "server_name_override": service_name}
 
     chain = [p_mem, p_enrich, p_resource, p_batch]
     return {
@@ -157,6 +161,17 @@ def _resolver(spec: PlatformSpec) -> Config:
     return {"k8s": {"service": service, "ports": [OTLP_GRPC_PORT]}}
 
 
+def _resolved_service_name(spec: PlatformSpec) -> str | None:
+    """The name the gateways share when a resolver turns it into addresses (dns, k8s); None for static."""
+    r = spec.tiers.agent.resolver
+    if r.kind == "dns":
+        return r.dns_name
+    if r.kind == "k8s":
+        name, _, namespace = r.k8s_service.partition(".")
+        return f"{name}.{namespace or 'default'}.svc.cluster.local"
+    return None
+
+
 def _balanced_endpoint(spec: PlatformSpec) -> str:
     """One gRPC target that spreads metrics and logs over every gateway (round_robin over DNS)."""
     r = spec.tiers.agent.resolver
@@ -164,8 +179,7 @@ def _balanced_endpoint(spec: PlatformSpec) -> str:
         return _with_port(r.otlp_target or r.hostnames[0])
     if r.kind == "dns":
         return f"dns:///{r.dns_name}:{OTLP_GRPC_PORT}"
-    name, _, namespace = r.k8s_service.partition(".")
-    return f"dns:///{name}.{namespace or 'default'}.svc.cluster.local:{OTLP_GRPC_PORT}"
+    return f"dns:///{_resolved_service_name(spec)}:{OTLP_GRPC_PORT}"
 
 
 def _with_port(host: str) -> str:

@@ -11,6 +11,7 @@ those of opampsupervisor in the pinned release (``supervisor:`` in catalog/compo
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -29,9 +30,27 @@ def collector_config_path(layout: VmLayout, profile: str) -> str:
 AGENT_OVERRIDES_ATTRIBUTE = "otelstack.agent_overrides"
 
 
+OVERRIDES_ENCODING = "base64:"
+
+
 def overrides_attribute(overrides: Mapping[str, Any]) -> str:
-    """Canonical JSON (sorted keys, no spaces): equal overrides give byte-equal supervisor configs."""
-    return json.dumps(overrides, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Canonical JSON (sorted keys, no spaces), base64url-encoded: equal overrides give byte-equal
+    supervisor configs, and the value holds no quote. opampsupervisor 0.158.0 pastes description
+    attributes unescaped into its own YAML template (`value: "{{.Value}}"`), so a JSON value with double
+    quotes made it exit ("could not merge extra telemetry config").
+    """
+    text = json.dumps(overrides, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return OVERRIDES_ENCODING + base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def decode_overrides_attribute(value: str) -> str:
+    """The JSON text of an overrides attribute (a plain JSON value is accepted as it was written before)."""
+    if not value.startswith(OVERRIDES_ENCODING):
+        return value
+    try:
+        return base64.urlsafe_b64decode(value.removeprefix(OVERRIDES_ENCODING).encode()).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not base64url-encoded UTF-8 ({exc})") from None
 
 
 def render_supervisor(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from otelstack.collector.supervisor import AGENT_OVERRIDES_ATTRIBUTE
+from otelstack.collector.supervisor import AGENT_OVERRIDES_ATTRIBUTE, decode_overrides_attribute
 from otelstack.errors import OtelstackError
 from otelstack.layering import Layer
 from otelstack.render import render_agent_config
@@ -95,9 +95,11 @@ def parse_host_overrides(text: str) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(decode_overrides_attribute(text))
     except ValueError as exc:
         raise OtelstackError(f"{AGENT_OVERRIDES_ATTRIBUTE}: not JSON ({exc})") from None
+    except RecursionError:
+        raise OtelstackError(f"{AGENT_OVERRIDES_ATTRIBUTE}: nested too deeply to be a configs/ level") from None
     if not isinstance(value, dict):
         raise OtelstackError(f"{AGENT_OVERRIDES_ATTRIBUTE}: must be a JSON object (a configs/ level document)")
     return value

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from otelstack.errors import OtelstackError
+from otelstack.layering import parse_level
 from otelstack.security.layout import OPAMP_PORT
 
 
@@ -153,10 +153,12 @@ class ServerSettings(Strict):
 
 
 def load_settings(path: Path) -> ServerSettings:
+    """The settings file, read by the spec loader's YAML reader (its namespace levels are levels): no
+    anchors or aliases, no duplicate keys, bounded size and depth, errors with file and line."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise OtelstackError(f"{path}: {exc}") from exc
+        raw = parse_level(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise OtelstackError(f"{path}: cannot read: {exc.strerror}") from exc
     try:
         return ServerSettings.model_validate(raw)
     except ValidationError as exc:

@@ -10,14 +10,7 @@ from opentelemetry._opamp.proto.anyvalue_pb2 import AnyValue, KeyValue
 
 from otelstack.opamp.fleet import Fleet
 from otelstack.opamp.protocol import uid_text
-
-CAPS = (
-    pb.AgentCapabilities_ReportsStatus
-    | pb.AgentCapabilities_AcceptsRemoteConfig
-    | pb.AgentCapabilities_ReportsRemoteConfig
-    | pb.AgentCapabilities_ReportsHealth
-    | pb.AgentCapabilities_AcceptsRestartCommand
-)
+from tests.opamp.wsagent import CAPS
 
 
 class Clock:

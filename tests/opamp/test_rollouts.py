@@ -13,6 +13,7 @@ from otelstack.opamp.protocol import uid_text
 from otelstack.opamp.rollout import RolloutError, plan_waves
 from otelstack.opamp.store import SqliteStore
 from tests.opamp.conftest import CONFIGS
+from tests.opamp.fleet_sim import Clock
 from tests.opamp.revisions import new_revision
 
 CAPS = (
@@ -23,14 +24,6 @@ CAPS = (
     | pb.AgentCapabilities_AcceptsPackages
     | pb.AgentCapabilities_ReportsPackageStatuses
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class SimAgent:

@@ -14,14 +14,7 @@ from hypothesis import strategies as st
 from otelstack.errors import SpecError
 from otelstack.model.loader import load_spec
 from otelstack.model.spec import PlatformSpec
-
-ENDPOINTS = """\
-backends:
-  clickhouse: {endpoint: "tcp://clickhouse.prod.internal:9440?secure=true"}
-  tempo: {endpoint: "tempo.prod.internal:4317"}
-  loki: {endpoint: "https://loki.prod.internal:3100/otlp"}
-  prometheus: {endpoint: "https://prometheus.prod.internal:9090/api/v1/write"}
-"""
+from tests.unit.test_bad_input_yaml import ENDPOINTS
 
 # Words and punctuation that matter to YAML and to the spec, so random text often parses.
 TOKENS = st.sampled_from(

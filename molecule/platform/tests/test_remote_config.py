@@ -27,6 +27,8 @@ from conftest import (
 )
 from tests.lab.playbooks import run_playbook, tail
 
+from otelstack.collector.supervisor import decode_overrides_attribute
+
 
 def revision(tmp: Path, name: str, change: dict) -> Path:  # type: ignore[type-arg]
     """A configs revision: the repository's configs with `change` merged into configs/dev/platform.yaml,
@@ -71,7 +73,8 @@ def test_every_collector_registers_and_runs_what_the_server_offers() -> None:
         )
         # The offered config is the host's own file: same renderer, same five levels.
         assert agent["config"]["desired"] == host(name).file(f"/etc/otelcol-contrib/{agent['profile']}.yaml").sha256sum
-    assert json.loads(fleet_now["agent-2"]["attributes"]["otelstack.agent_overrides"]) == HOST_LEVEL["agent-2"]
+    reported = decode_overrides_attribute(fleet_now["agent-2"]["attributes"]["otelstack.agent_overrides"])
+    assert json.loads(reported) == HOST_LEVEL["agent-2"]
     listed = fleet("list")
     assert listed.rc == 0 and "4 agents" in listed.stdout
 

@@ -1,4 +1,5 @@
-"""Remote config from the OpAMP server on the converged platform (collectors: STAND-IN artefacts).
+"""Remote config from the OpAMP server on the converged platform: the real otelcol-contrib under the real
+opampsupervisor.
 
 The supervisors register and run what the server offers; staged rollouts through `otelstack fleet` on
 the server's host: one that reaches every collector, one whose canary fails and stops it; the emergency
@@ -51,7 +52,9 @@ def revision(tmp: Path, name: str, change: dict) -> Path:  # type: ignore[type-a
 def revisions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("revisions")
     r2 = revision(tmp, "configs-r2", {"tiers": {"agent": {"log_include+": ["/srv/rollout-r2/*.log"]}}})
-    reject = {"agent": {"service": {"telemetry": {"resource": {"otelstack_standin_reject": "r3"}}}}}
+    # A log level the real collector refuses when it loads the config: the canary's supervisor reports
+    # the failure with the collector's own words and goes back to the last good config.
+    reject = {"agent": {"service": {"telemetry": {"logs": {"level": "loud"}}}}}
     r3 = revision(
         tmp,
         "configs-r3",
@@ -126,7 +129,7 @@ def test_a_failing_canary_stops_the_rollout_and_returns_to_the_last_good(revisio
     # The final status line, then the reason's tail: the collector's own last log lines.
     final = [line for line in started.stdout.splitlines() if line.startswith("rollout ")][-1]
     assert "): failed, wave 1/" in final and "— canary: " in final and "failed to apply the config" in final, final
-    assert "otelstack_standin_reject" in started.stdout
+    assert 'unrecognized level: "loud"' in started.stdout, started.stdout
     bad = {name: expected_sha(name, revisions["r3"]) for name in AGENTS}
     good = {name: expected_sha(name, revisions["r2"]) for name in COLLECTORS}
     now = wait_for("the canary back on the last good config", lambda: fleet_runs(good))
@@ -136,10 +139,8 @@ def test_a_failing_canary_stops_the_rollout_and_returns_to_the_last_good(revisio
     assert now[other]["config"]["failed"] == "", "the rest never got the failing revision"
     # The canary's collector runs again, on the last good config.
     canary = host(canaries[0])
-    assert (
-        "otelstack_standin_reject"
-        not in canary.file("/var/lib/otelcol-contrib/supervisor/effective.yaml").content_string
-    )
+    effective = yaml.safe_load(canary.file("/var/lib/otelcol-contrib/supervisor/effective.yaml").content_string)
+    assert effective["service"]["telemetry"].get("logs", {}).get("level") != "loud", effective["service"]["telemetry"]
     assert canary.run("python3 -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:13133/')\"").rc == 0
     for name in GATEWAYS:
         assert now[name]["config"]["reported"] == good[name]

@@ -258,6 +258,7 @@ class Rollouts:
         return self._finish(rollout, "aborted", reason)
 
     def _finish(self, rollout: RolloutRecord, state: str, reason: str) -> RolloutRecord:
+        rollout.final_progress = 1.0 if state == "succeeded" else self._live_progress(rollout)
         rollout.state, rollout.reason, rollout.finished_at = state, reason, self.clock()
         if state == "succeeded" and rollout.kind == "config":
             self._record_baseline(rollout)
@@ -340,9 +341,18 @@ class Rollouts:
         return rollout
 
     def progress(self, rollout: RolloutRecord) -> float:
-        total = sum(len(w) for w in rollout.waves)
+        """The share of the rollout's agents that applied it and run healthy: while it runs, as they report
+        now; once it finished, as recorded when it finished (its agents may have gone back to their
+        baseline since). A rollout finished by a server that recorded nothing: 1.0 if it succeeded, else
+        as its agents report now."""
+        if rollout.state != "running" and rollout.final_progress is not None:
+            return rollout.final_progress
         if rollout.state == "succeeded":
             return 1.0
+        return self._live_progress(rollout)
+
+    def _live_progress(self, rollout: RolloutRecord) -> float:
+        total = sum(len(w) for w in rollout.waves)
         done = sum(
             1
             for w in rollout.waves[: rollout.current_wave + 1]

@@ -91,6 +91,10 @@ class RolloutRecord:
     finished_at: float = 0.0
     # Per agent: the hash (config) or version (package) it must run once its wave is released.
     expected: dict[str, str] = field(default_factory=dict)
+    # The share of its agents that had applied it (healthy) when it finished, recorded then: afterwards
+    # a failed or aborted rollout's agents go back to their baseline, which must not change its record.
+    # None while running (and in rollouts finished by a server before it was recorded).
+    final_progress: float | None = None
 
 
 R = TypeVar("R", AgentRecord, RolloutRecord)

@@ -36,7 +36,9 @@ def description(environment: str, region: str, **extra: str) -> pb.AgentDescript
 class Sim:
     """A collector that applies what it is offered — or fails to, when the config contains one of its
     ``breaks_on`` markers (it then keeps running what it ran) — and reports back. ``health``: whether it
-    reports health at all (agents such as the official Python client do not)."""
+    reports health at all (agents such as the official Python client do not); ``applies``: False for an
+    agent still busy applying what it was offered (it reports nothing about it); ``attributes``: more of
+    its description (``host.name``, …)."""
 
     def __init__(
         self,
@@ -49,6 +51,8 @@ class Sim:
         breaks_on: tuple[str, ...] = (),
         health: bool = True,
         session: Any = None,
+        applies: bool = True,
+        attributes: dict[str, str] | None = None,
     ) -> None:
         self.fleet, self.uid_bytes, self.seq = fleet, n.to_bytes(16, "big"), 0
         self.environment, self.region = environment, region
@@ -56,6 +60,8 @@ class Sim:
         self.breaks_on = breaks_on
         self.health = health
         self.session = session
+        self.applies = applies
+        self.attributes = attributes or {}
         self.running = ""  # hash of the config it runs
         self.offered: list[str] = []  # every config hash it was offered
 
@@ -73,6 +79,8 @@ class Sim:
         if reply.HasField("remote_config"):
             config_hash = reply.remote_config.config_hash.hex()
             self.offered.append(config_hash)
+            if not self.applies:
+                return reply
             body = reply.remote_config.config.config_map["otelstack.yaml"].body.decode()
             failed = any(marker in body for marker in self.breaks_on)
             status = pb.RemoteConfigStatus(
@@ -88,7 +96,7 @@ class Sim:
 
     def register(self) -> Sim:
         extra: dict[str, Any] = {"health": pb.ComponentHealth(healthy=True)} if self.health else {}
-        self.send(agent_description=description(self.environment, self.region), **extra)
+        self.send(agent_description=description(self.environment, self.region, **self.attributes), **extra)
         return self
 
     def view(self) -> dict[str, Any]:

@@ -90,9 +90,11 @@ def test_admin_api_needs_the_admin_token(server: RunningServer) -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 401
-    for path in ("/metrics", "/"):
-        with pytest.raises(urllib.error.HTTPError):
-            urllib.request.urlopen(server.http_url + path, timeout=10)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(server.http_url + "/metrics", timeout=10)
+    assert refused.value.code == 401
+    with urllib.request.urlopen(server.http_url + "/", timeout=10) as page:  # a browser is sent to log in
+        assert page.url == server.http_url + "/login" and b'name="token"' in page.read()
 
 
 def test_no_token_is_ever_logged(server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:

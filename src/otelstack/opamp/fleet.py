@@ -586,6 +586,7 @@ class Fleet:
         target = self.rollouts.config_target(agent)
         desired = self.rollouts.desired_for(agent, target)
         failed = self.failed_configs(agent)
+        compliant = bool(desired.sha256) and agent.remote_hash == desired.sha256 and agent.remote_status == "APPLIED"
         return {
             "uid": agent.uid,
             "status": self.status(agent, desired.sha256),
@@ -610,9 +611,15 @@ class Fleet:
                 "failed_all": list(reversed(failed)),
                 # Where the desired config comes from: the configs/ revision and variant.
                 "target": target,
-                "compliant": bool(desired.sha256)
-                and agent.remote_hash == desired.sha256
-                and agent.remote_status == "APPLIED",
+                "compliant": compliant,
+                # The config last offered to the agent, and when; pending: it is the desired one and the
+                # agent has not (yet) reported it applied, nor failed it.
+                "offered": agent.offered_hash,
+                "offered_at": agent.offered_at,
+                "pending": bool(desired.sha256)
+                and agent.offered_hash == desired.sha256
+                and not compliant
+                and desired.sha256 not in failed,
             },
             "packages": agent.packages,
             # kind -> the component types the agent's build has (receivers: [otlp, …], …)

@@ -1,9 +1,10 @@
 """The OpAMP server process: aiohttp serving OpAMP over WebSocket and HTTP on /v1/opamp, the REST API,
-a small web page, /metrics and /healthz.
+the fleet page, /metrics and /healthz.
 
 Every OpAMP request must carry `Authorization: Bearer <token>` of an environment; it is checked before a
 byte of protobuf is read, and the agent must report that environment. The REST API, the page and
-/metrics take the admin token. Tokens are compared in constant time and never logged.
+/metrics take the admin token, or a browser session opened with it at /login (webui.py). Tokens are
+compared in constant time and never logged.
 
 On SIGTERM (or SIGINT) every WebSocket is closed with 1001 (going away) and the process exits within a
 few seconds; agents reconnect to the restarted server.
@@ -14,22 +15,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import html
 import json
 import logging
 import signal
 import ssl
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from opentelemetry._opamp.proto import opamp_pb2 as pb
 
 from otelstack.errors import OtelstackError
-from otelstack.opamp import api, metrics, protocol
+from otelstack.opamp import api, metrics, protocol, webui
 from otelstack.opamp.certificates import CaBundle, ClientCa
 from otelstack.opamp.cli import SELECTOR_FIELDS, SELECTOR_KEYS_HELP
 from otelstack.opamp.descriptors import AcceptErrorThrottle, connection_limit, open_files_limit, raise_open_files_limit
@@ -43,7 +42,6 @@ log = logging.getLogger("otelstack.opamp")
 
 FLEET: web.AppKey[Fleet] = web.AppKey("fleet", Fleet)
 STATE: web.AppKey[ServerState] = web.AppKey("state")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # How long a stopping server waits for WebSocket close handshakes, then for requests still running: the
 # process is gone within 5 s (the unit's TimeoutStopSec is far longer).
 SHUTDOWN_TIMEOUT_S = 2.0
@@ -65,11 +63,6 @@ class ServerState:
         # HTTP keep-alive connection (its transport) -> the agent session on it
         self.http_sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
         self.stopping = False
-
-
-def _bearer(request: web.Request) -> str:
-    header = request.headers.get("Authorization", "")
-    return header[7:].strip() if header[:7].lower() == "bearer " else ""
 
 
 def environment_for(state: ServerState, token: str) -> str | None:
@@ -104,7 +97,7 @@ def _answer(fleet: Fleet, message: pb.AgentToServer, environment: str, session: 
 
 async def opamp(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    environment = environment_for(state, _bearer(request))
+    environment = environment_for(state, webui.bearer_token(request))
     if environment is None:
         log.warning("OpAMP request from %s refused: missing or unknown bearer token", _peer(request))
         return web.Response(status=401, text="unauthorized\n", headers={"WWW-Authenticate": "Bearer"})
@@ -262,17 +255,7 @@ async def close_websockets(app: web.Application) -> None:
             log.debug("closing a WebSocket: %s", task.exception())
 
 
-# --- REST API, page, metrics ----------------------------------------------------------------------
-
-
-@web.middleware
-async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in ("/v1/opamp", "/healthz"):
-        return await handler(request)
-    token = _bearer(request)
-    if not token or not hmac.compare_digest(token.encode(), request.app[STATE].admin_token.encode()):
-        return web.json_response({"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"})
-    return await handler(request)
+# --- REST API, metrics (the page and its login: webui.py) ------------------------------------------
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -465,41 +448,6 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
-async def page(request: web.Request) -> web.Response:
-    fleet = request.app[FLEET]
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(str(v))}</td>"
-            for v in (
-                view["uid"],
-                view["status"],
-                view["environment"],
-                view["region"],
-                view["profile"],
-                view["version"],
-                view["config"]["status"],
-                view["config"]["reported"][:12],
-                "yes" if view["config"]["compliant"] else "no",
-                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(view["last_seen"])),
-            )
-        )
-        + "</tr>"
-        for view in (fleet.view(a) for a in fleet.store.list_agents())
-    )
-    rollouts = "".join(
-        f"<tr><td>{html.escape(r.id)}</td><td>{html.escape(r.kind)}</td><td>{html.escape(r.state)}</td>"
-        f"<td>{r.current_wave + 1}/{len(r.waves)}</td><td>{fleet.rollouts.progress(r):.0%}</td>"
-        f"<td>{html.escape(r.reason)}</td></tr>"
-        for r in reversed(fleet.store.list_rollouts())
-    )
-    body = PAGE.read_text(encoding="utf-8").replace("{{agents}}", rows).replace("{{rollouts}}", rollouts)
-    return web.Response(text=body, content_type="text/html")
-
-
-PAGE = Path(__file__).with_name("page.html")
-
-
 # --- assembly --------------------------------------------------------------------------------------
 
 
@@ -525,7 +473,7 @@ def build_app(settings: ServerSettings, store: FleetStore | None = None) -> web.
         ),
         ConfigSource(settings.namespaces),
     )
-    app = web.Application(middlewares=[admin_auth], client_max_size=settings.limits.max_message_bytes)
+    app = web.Application(middlewares=[webui.admin_auth], client_max_size=settings.limits.max_message_bytes)
     app[FLEET] = fleet
     app[STATE] = state
     app.router.add_route("GET", "/v1/opamp", opamp)
@@ -542,7 +490,15 @@ def build_app(settings: ServerSettings, store: FleetStore | None = None) -> web.
     app.router.add_post("/api/rollouts/{id}/abort", abort_rollout)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/", page)
+    webui.setup(
+        app,
+        webui.WebLogin(
+            admin_token=state.admin_token,
+            sessions=webui.Sessions(fleet.store, settings.page.session_lifetime_s, settings.page.max_sessions),
+            secure=settings.tls is not None,
+            throttle=webui.LoginThrottle(),
+        ),
+    )
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         asyncio.get_running_loop().set_exception_handler(AcceptErrorThrottle())

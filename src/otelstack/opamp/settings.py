@@ -80,6 +80,21 @@ class Limits(Strict):
     )
 
 
+class PageSettings(Strict):
+    """The fleet page's browser sessions (docs/opamp.md, "The fleet page")."""
+
+    session_lifetime_s: float = Field(
+        8 * 3600.0,
+        gt=0,
+        le=7 * 24 * 3600.0,
+        allow_inf_nan=False,
+        description="a browser session ends this long after its login (then the page asks to log in again)",
+    )
+    max_sessions: int = Field(
+        100, gt=0, le=10_000, description="browser sessions at once; a login beyond it ends the oldest session"
+    )
+
+
 class ServerSettings(Strict):
     listen: str = Field(f"0.0.0.0:{OPAMP_PORT}", description="host:port")
     configs_dir: Path = Field(description="the configs/ hierarchy remote configs are rendered from")
@@ -88,6 +103,7 @@ class ServerSettings(Strict):
     # environment name -> the bearer token its collectors present
     tokens: dict[str, Secret] = Field(description="per environment, the token its collectors present")
     admin_token: Secret = Field(description="token for the REST API, the web page, /metrics and `otelstack fleet`")
+    page: PageSettings = Field(default_factory=lambda: PageSettings(), description="the fleet page's sessions")
     allow_insecure: bool = Field(False, description="serve without TLS (lab only)")
     heartbeat_interval_s: int = Field(30, gt=0)
     wave_timeout_s: float = Field(300.0, gt=0, description="default time a rollout wave may take")

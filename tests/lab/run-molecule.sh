@@ -22,9 +22,12 @@ run_one() {
   local scenario=$1 t0 rc
   t0=$(date +%s)
   echo "=== ${scenario}: started"
-  if molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1; then rc=0; else rc=$?; fi
+  # Wide lines: molecule wraps its output at the terminal width, which splits task errors in the log.
+  if COLUMNS=${COLUMNS:-240} molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1; then rc=0; else rc=$?; fi
+  rm -f "$logs/$scenario.failed"
   if ((rc != 0)); then
     cat "$logs/$scenario.log"
+    touch "$logs/$scenario.failed"
   fi
   echo "=== ${scenario}: $([[ $rc == 0 ]] && echo passed || echo "FAILED (exit $rc)") in $(($(date +%s) - t0))s"
   return "$rc"
@@ -35,5 +38,13 @@ export logs
 start=$(date +%s)
 status=0
 printf '%s\n' "${scenarios[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ {} || status=$?
+# The cause of each failure again at the very end, where a truncated CI log still shows it.
+for scenario in "${scenarios[@]}"; do
+  if [[ -f "$logs/$scenario.failed" ]]; then
+    echo "--- ${scenario} failed; the failing tasks and assertions (whole log: $logs/$scenario.log):"
+    sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^ *│ \{0,1\}//' "$logs/$scenario.log" |
+      grep -E -A2 '^(fatal|failed): \[|^E  |^(FAILED|ERROR) ' | cut -c1-300 | tail -12 || true
+  fi
+done
 echo "molecule: ${#scenarios[@]} scenarios in $(($(date +%s) - start))s with ${jobs} at a time"
 exit "$status"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Prepare this machine to run molecule scenarios: podman with systemd containers acting as VMs.
+# Prepare this machine to run molecule scenarios: podman with systemd containers acting as VMs; and the
+# browser the fleet page tests drive (Debian's chromium, headless).
 # Idempotent: installs missing Debian packages, writes the containers.conf that works on these hosts
 # (runc + cgroupfs, lowered ulimits), and builds the base image localhost/otelstack-debian:12 once.
 set -euo pipefail
 
 IMAGE="${OTELSTACK_LAB_IMAGE:-localhost/otelstack-debian:12}"
 need=()
-for pkg in podman runc debootstrap nftables; do
+for pkg in podman runc debootstrap nftables chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -277,7 +277,7 @@ def _html(template: Path, status: int = 200, *, script: bool = False, **values: 
         headers={
             "Content-Security-Policy": policy,
             "Cache-Control": "no-store",
-            "Referrer-Policy": "no-referrer",
+            "Referrer-Policy": "same-origin",  # no-referrer would make form posts say Origin: null
             "X-Content-Type-Options": "nosniff",
             "X-Frame-Options": "DENY",
         },

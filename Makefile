@@ -15,7 +15,8 @@ help:
 	@echo "make test                                       install everything the tests need, run them all"
 	@echo "make check                                      lint + unit/integration tests (no molecule)"
 	@echo "make molecule                                   molecule scenarios on local systemd containers"
-	@echo "make binaries                                   build otelcol-contrib + opampsupervisor from Go modules (cached)"
+	@echo "make binaries                                   build otelcol-contrib + opampsupervisor from Go modules (cached),"
+	@echo "                                                and the collector release before (the upgrade tests start there)"
 	@echo "make dist                                       the built programs in the upstream archive layout, in dist/"
 	@echo "make bench                                      benchmarks (print figures)"
 	@echo "make bench-vm                                   site.yml converge time on the container lab"
@@ -43,6 +44,7 @@ plan: $(VENV)/.runtime
 # into .cache/bin/ (skipped when the cache holds them; minutes on a cold Go cache, a second when warm).
 binaries: $(VENV)/.runtime
 	$(BIN)/otelstack dist build --link .cache/bin
+	$(BIN)/otelstack dist build --release previous
 
 dist: $(VENV)/.runtime
 	$(BIN)/otelstack dist package --out dist

@@ -197,3 +197,58 @@ def test_package_writes_the_upstream_layout_with_checksums(tmp_path: Path) -> No
         assert hashlib.sha256(extracted.read()).digest() == hashlib.sha256(collector.read_bytes()).digest()
     again = package(built, tmp_path / "again", "amd64")
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in written], "reproducible"
+
+
+# --- another release than the pinned one (`otelstack dist build --release`) ---------------------------
+
+
+def test_another_release_puts_every_module_and_the_builder_at_that_release() -> None:
+    previous = dist_build.previous_release()
+    pinned = catalog().release["otelcol_contrib"]
+    assert previous != pinned
+    older = {p.module: p.version for p in pins(release=previous)}
+    # every module at the release, except a catalog override older than it (kept: it is what the proxy serves)
+    overrides = {c.module: c.module_version for c in catalog().components if c.module and c.module_version}
+    for module, version in older.items():
+        override = overrides.get(module)
+        assert version == (override if override and override < f"v{previous}" else f"v{previous}"), module
+    manifest = builder_manifest("/out", release=previous, leave_out={next(iter(older))})
+    assert manifest["dist"]["version"] == previous
+    assert {"gomod": f"{next(iter(older))} v{previous}"} not in manifest["receivers"], "left out"
+    assert dist_build.Targets(Path("/c"), "amd64", previous).builder().name == f"builder-v{previous}"
+    assert f"-{previous}-" in dist_build.Targets(Path("/c"), "amd64", previous).collector().name
+    # the pinned build keeps its own key, the other release gets another one
+    assert manifest_digest(release=pinned) == manifest_digest() != manifest_digest(release=previous)
+
+
+def test_a_release_that_is_not_a_release_number_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(dist_build.BuildError, match="not a collector release number"):
+        build_all("amd64", tmp_path, release="0.158")
+    assert not (tmp_path / "bin").exists(), "nothing built or created"
+
+
+def test_a_dependency_the_proxy_does_not_serve_is_recognised_in_the_builders_output() -> None:
+    lines = [
+        "Error: failed to download go modules: go subcommand failed with args '[mod download]': exit status 1,"
+        " error message: go: github.com/open-telemetry/opentelemetry-collector-contrib/pkg/winperfcounters@v0.158.0:"
+        " invalid version: git ls-remote -q --end-of-options origin",
+    ]
+    assert dist_build._unserved_dependency(lines) == (
+        "github.com/open-telemetry/opentelemetry-collector-contrib/pkg/winperfcounters"
+    )
+    forbidden = ["go: example.com/m@v1.2.3: reading https://proxy.example/m/@v/v1.2.3.zip: 403 Forbidden"]
+    assert dist_build._unserved_dependency(forbidden) == "example.com/m"
+    assert dist_build._unserved_dependency(["main.go:3: undefined: x"]) is None, "a compile error is not retried"
+
+
+def test_the_release_before_the_pinned_one_is_built_and_runs_the_agent_config() -> None:
+    """`make binaries` builds it (the upgrade scenario starts there): the real program at that release."""
+    previous = dist_build.previous_release()
+    path = dist_build.Targets(dist_build.cache_root(), dist_build.host_arch(), previous).collector()
+    if not path.is_file():
+        pytest.fail(f"the release before the pinned one is not built: run `make binaries` ({path})")
+    version = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=60, check=True)
+    assert previous in version.stdout
+    text = (GOLDEN / "dev-lab" / "collector" / "agent-vm-static.yaml").read_text(encoding="utf-8")
+    result = run_otelcol_validate(text, str(path))
+    assert result is not None and result.ok, result

@@ -1,4 +1,8 @@
-"""Upgrade, rollback and a failed upgrade, through the collection's playbooks. Tests run in file order."""
+"""Upgrade, rollback and a failed upgrade of the real collector, through the collection's playbooks.
+
+Tests run in file order. BEFORE is the real release before the pinned one (built by prepare.yml);
+BROKEN is a damaged release whose binary cannot run (tests/lab/damaged_release.py says why that is the
+failure the real programs can produce)."""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ import sys
 
 sys.path.insert(0, os.environ["OTELSTACK_ROOT"])
 
+from tests.lab.damaged_release import following
 from tests.lab.playbooks import output, run_playbook, tail
-from tests.standins.build import following, previous
 
 from otelstack.catalog.versions import otelcol_contrib
+from otelstack.dist.build import previous_release
 
 PINNED = otelcol_contrib().version
-BEFORE = previous(PINNED)
+BEFORE = previous_release()
 BROKEN = following(PINNED)
 
 

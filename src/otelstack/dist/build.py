@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -26,9 +28,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from otelstack.catalog.components import catalog
-from otelstack.dist.manifest import builder_manifest, manifest_digest
+from otelstack.dist.manifest import ModulePin, builder_manifest, builder_version, manifest_digest, pinned_release, pins
 from otelstack.errors import OtelstackError
 from otelstack.yamlout import dump
 
@@ -64,25 +67,31 @@ class Built:
     version: str
     path: Path
     seconds: float  # 0 when it was already in the cache
+    left_out: tuple[str, ...] = ()  # modules another release's build could not include (the reason each)
 
 
 @dataclass(frozen=True)
 class Targets:
-    """Where each program lands in the cache for one architecture."""
+    """Where each program lands in the cache for one architecture (and collector release)."""
 
     root: Path
     arch: str
+    release: str | None = None  # another collector release than the pinned one
 
     @property
     def bin(self) -> Path:
         return self.root / "bin"
 
+    @property
+    def version(self) -> str:
+        return self.release or pinned_release()
+
     def builder(self) -> Path:
-        return self.bin / f"builder-{catalog().build['builder_version']}"
+        return self.bin / f"builder-{builder_version(release=self.release)}"
 
     def collector(self) -> Path:
-        version = catalog().release["otelcol_contrib"]
-        return self.bin / f"otelcol-contrib-{version}-{manifest_digest()}-linux-{self.arch}"
+        digest = manifest_digest(release=self.release)
+        return self.bin / f"otelcol-contrib-{self.version}-{digest}-linux-{self.arch}"
 
     def supervisor(self) -> Path:
         version = str(catalog().build["supervisor_version"]).lstrip("v")
@@ -158,14 +167,14 @@ def build_builder(t: Targets, note: Note) -> Path:
     out = t.builder()
     if out.exists():
         return out
-    build = catalog().build
+    module = f"{catalog().build['builder']}@{builder_version(release=t.release)}"
     gobin = t.root / "tools" / out.name
     shutil.rmtree(gobin, ignore_errors=True)
     env = _go_env(host_arch()) | {"GOBIN": str(gobin)}
-    note(f"builder: go install {build['builder']}@{build['builder_version']}")
+    note(f"builder: go install {module}")
     _run(
         "builder",
-        [go_executable(), "install", f"{build['builder']}@{build['builder_version']}"],
+        [go_executable(), "install", module],
         cwd=t.root,
         env=env,
         note=note,
@@ -175,30 +184,98 @@ def build_builder(t: Targets, note: Note) -> Path:
     return out
 
 
+def unserved(wanted: Sequence[ModulePin], cwd: Path, note: Note) -> dict[str, str]:
+    """Modules the Go module proxy does not serve at the wanted version: module -> the proxy's error.
+
+    One ``go mod download -json`` for all of them; it also fills the module cache the build reads."""
+    argv = [go_executable(), "mod", "download", "-json", *(f"{p.module}@{p.version}" for p in wanted)]
+    note(f"collector: asking the Go module proxy for {len(wanted)} modules")
+    proc = subprocess.run(argv, cwd=cwd, env=_go_env(host_arch()), capture_output=True, text=True, check=False)
+    missing: dict[str, str] = {}
+    for doc in _json_stream(proc.stdout):
+        if doc.get("Error"):
+            missing[str(doc.get("Path"))] = str(doc["Error"]).splitlines()[0]
+    if proc.returncode != 0 and not missing:
+        raise BuildError(
+            "go mod download failed", [f"command: {' '.join(argv[:4])} …", *proc.stderr.splitlines()[-20:]]
+        )
+    return missing
+
+
+def _json_stream(text: str) -> Iterator[dict[str, Any]]:
+    decoder, index = json.JSONDecoder(), 0
+    while index < len(text):
+        while index < len(text) and text[index].isspace():
+            index += 1
+        if index >= len(text):
+            break
+        doc, index = decoder.raw_decode(text, index)
+        yield doc
+
+
 def build_collector(t: Targets, note: Note) -> Built:
     out = t.collector()
-    version = str(catalog().release["otelcol_contrib"])
+    version = t.version
     if out.exists():
-        return Built("otelcol-contrib", version, out, 0)
+        return Built("otelcol-contrib", version, out, 0, _left_out_record(out))
     started = time.monotonic()
     builder = build_builder(t, note)
     src = t.root / "src" / out.name
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
+    missing: dict[str, str] = {}
+    other_release = bool(t.release and t.release != pinned_release())
+    if other_release:
+        # Another release: the catalog vouches only for the pinned one, so ask the proxy what it serves.
+        missing = unserved(pins(release=t.release), src, note)
+        for module, reason in missing.items():
+            note(f"collector {version}: leaving out {module} ({reason})")
     manifest = src / "manifest.yaml"
-    manifest.write_text(
-        dump(builder_manifest(str(src / "build")), "Generated by otelstack from its component catalog.")
-    )
-    note(f"collector: building otelcol-contrib {version} ({manifest}); minutes on a cold Go cache")
-    _run(
-        "collector",
-        [str(builder), f"--config={manifest}"],
-        cwd=src,
-        env=_go_env(t.arch),
-        note=note,
-    )
+    replaced: dict[str, str] = {}  # a dependency the proxy lacks at that release -> the pinned one's version
+    for _attempt in range(MAX_REPLACES + 1):
+        document = builder_manifest(str(src / "build"), release=t.release, leave_out=missing)
+        if replaced:
+            document["replaces"] = [f"{module} => {module} {v}" for module, v in sorted(replaced.items())]
+        manifest.write_text(dump(document, MANIFEST_HEADER))
+        note(f"collector: building otelcol-contrib {version} ({manifest}); minutes on a cold Go cache")
+        try:
+            _run("collector", [str(builder), f"--config={manifest}"], cwd=src, env=_go_env(t.arch), note=note)
+            break
+        except BuildError as failed:
+            dependency = _unserved_dependency(failed.issues) if other_release else None
+            if dependency is None or dependency in replaced:
+                raise
+            replaced[dependency] = f"v{pinned_release()}"
+            note(f"collector {version}: {dependency} is not served at that release; using {replaced[dependency]}")
+    left_out = tuple(f"{module}: {reason}" for module, reason in sorted(missing.items()))
+    left_out += tuple(f"{module}: replaced by {v} (not served at v{version})" for module, v in sorted(replaced.items()))
+    if left_out:
+        Path(f"{out}.left-out").write_text("".join(f"{line}\n" for line in left_out), encoding="utf-8")
     _install(src / "build" / "otelcol-contrib", out)
-    return Built("otelcol-contrib", version, out, time.monotonic() - started)
+    return Built("otelcol-contrib", version, out, time.monotonic() - started, left_out)
+
+
+MAX_REPLACES = 8
+# `go mod download` naming a module the proxy refuses: "go: <module>@<version>: invalid version: …" or "… 403 …"
+UNSERVED = re.compile(r"go: (?P<module>[\w./-]+)@v[\w.+-]+: (?:invalid version|reading \S+: (?:403|404|410))")
+
+
+def _unserved_dependency(lines: Sequence[str]) -> str | None:
+    for line in lines:
+        if found := UNSERVED.search(line):
+            return found.group("module")
+    return None
+
+
+def previous_release() -> str:
+    """The collector release before the pinned one (what an upgrade starts from)."""
+    major, minor, patch = (int(p) for p in pinned_release().split("."))
+    return f"{major}.{minor - 1}.{patch}"
+
+
+def _left_out_record(out: Path) -> tuple[str, ...]:
+    record = Path(f"{out}.left-out")
+    return tuple(record.read_text(encoding="utf-8").splitlines()) if record.exists() else ()
 
 
 def build_supervisor(t: Targets, note: Note) -> Built:
@@ -229,12 +306,19 @@ def build_supervisor(t: Targets, note: Note) -> Built:
     return Built("opampsupervisor", version.lstrip("v"), out, time.monotonic() - started)
 
 
-def build_all(arch: str | None = None, root: Path | None = None, note: Note | None = None) -> list[Built]:
-    """Both programs for ``arch`` (default: this machine), from the cache when present."""
+def build_all(
+    arch: str | None = None, root: Path | None = None, note: Note | None = None, release: str | None = None
+) -> list[Built]:
+    """Both programs for ``arch`` (default: this machine), from the cache when present; the collector at
+    ``release`` when given (default: the pinned release)."""
     arch = arch or host_arch()
     if arch not in set(ARCHES.values()):
         raise BuildError(f"unknown architecture {arch!r}; allowed: amd64, arm64")
-    t = Targets(root or cache_root(), arch)
+    if release == "previous":
+        release = previous_release()
+    if release is not None and not re.fullmatch(r"\d+\.\d+\.\d+", release):
+        raise BuildError(f"release {release!r} is not a collector release number like {pinned_release()}")
+    t = Targets(root or cache_root(), arch, release)
     say = note or (lambda _m: None)
     with _locked(t.root):
         return [build_collector(t, say), build_supervisor(t, say)]

@@ -3,6 +3,9 @@
 otelstack dist manifest                 print the Collector Builder manifest generated from the catalog
 otelstack dist build [--link DIR]       build both programs into the per-user cache (skipped when present)
 otelstack dist package --out DIR        build if needed, then write the upstream archive layout + checksums
+  --release VERSION|previous            the collector at another release ('previous': the one before the
+                                        pinned one, to test upgrades); modules the Go proxy does not serve at that
+                                        release are left out and named
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ def _build(args: argparse.Namespace) -> list:  # type: ignore[type-arg]
     root = args.cache or cache_root()
     if not args.quiet:
         print(f"otelstack dist: collector and supervisor for linux/{arch} in {root}", file=sys.stderr)
-    built = build_all(arch, root, note)
+    built = build_all(arch, root, note, args.release)
     for item in built:
         state = f"built in {item.seconds:.0f}s" if item.seconds else "cached"
         print(f"{item.name} {item.version} ({state}): {item.path}")
+        for line in item.left_out:
+            print(f"  left out {line}")
     return built
 
 
@@ -64,6 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         q.add_argument("--arch", choices=["amd64", "arm64"], help="target architecture (default: this machine)")
         q.add_argument("--cache", type=Path, help="build cache (default: $OTELSTACK_CACHE or ~/.cache/otelstack)")
         q.add_argument("--quiet", action="store_true", help="no progress lines")
+        q.add_argument(
+            "--release",
+            metavar="VERSION",
+            help="build the collector at this release instead of the pinned one ('previous': the one before it, "
+            "for upgrade tests); modules the Go proxy does not serve there are left out and named",
+        )
 
     b = dist.add_parser("build", help="build both programs into the cache (skipped when present)")
     common(b)

@@ -30,11 +30,16 @@ def _readme(collector: Built) -> bytes:
         "Built with the OpenTelemetry Collector Builder from the published Go modules; it holds the",
         "components otelstack renders (`otelcol-contrib components` lists them):",
         "",
-        *(f"- {p.kind} `{p.type}`: {p.gomod}" + (f" ({p.note})" if p.note else "") for p in pins()),
+        *(
+            f"- {p.kind} `{p.type}`: {p.gomod}" + (f" ({p.note})" if p.note else "")
+            for p in pins(release=collector.version)
+            if not any(line.startswith(f"{p.module}:") for line in collector.left_out)
+        ),
     ]
-    left_out = excluded()
+    left_out = [f"- {c.kind} `{c.type}`: {c.module_note}" for c in excluded()]
+    left_out += [f"- {line}" for line in collector.left_out]
     if left_out:
-        lines += ["", "Left out:", "", *(f"- {c.kind} `{c.type}`: {c.module_note}" for c in left_out)]
+        lines += ["", "Left out:", "", *left_out]
     lines += ["", "The components are Apache-2.0 licensed by their authors.", ""]
     return "\n".join(lines).encode()
 

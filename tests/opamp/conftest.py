@@ -21,6 +21,7 @@ from aiohttp import web
 
 from otelstack.opamp.server import FLEET, build_app
 from otelstack.opamp.settings import ServerSettings
+from tests.opamp import pgcluster
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
@@ -62,10 +63,13 @@ def free_port() -> int:
 
 
 def settings(tmp_path: Path, port: int, **extra: object) -> ServerSettings:
+    """Lab settings; ``postgresql=<URL>`` (PgCluster.url) puts the registry there, its password from a file."""
     secrets = tmp_path / "secrets"
     secrets.mkdir(exist_ok=True)
-    for name, value in (("dev", DEV_TOKEN), ("prod", PROD_TOKEN), ("admin", ADMIN_TOKEN)):
+    for name, value in (("dev", DEV_TOKEN), ("prod", PROD_TOKEN), ("admin", ADMIN_TOKEN), ("pg", pgcluster.PASSWORD)):
         (secrets / name).write_text(value + "\n")
+    if isinstance(extra.get("postgresql"), str):
+        extra["postgresql"] = {"url": extra["postgresql"], "password": {"file": str(secrets / "pg")}}
     raw = {
         "listen": f"127.0.0.1:{port}",
         "configs_dir": str(CONFIGS),
@@ -76,7 +80,28 @@ def settings(tmp_path: Path, port: int, **extra: object) -> ServerSettings:
         "heartbeat_interval_s": 30,
         **extra,
     }
+    if "postgresql" in extra and "database" not in extra:
+        del raw["database"]
     return ServerSettings.model_validate(raw)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[pgcluster.PgCluster]:
+    """A PostgreSQL cluster of the test session's own (skipped, saying how, where PostgreSQL is missing)."""
+    found = pgcluster.binaries()
+    if found is None:
+        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed: apt-get install postgresql (tests/lab/setup.sh)")
+    cluster = pgcluster.PgCluster(found).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture()
+def pg_url(pg: pgcluster.PgCluster) -> str:
+    """The URL of a new, empty database in the test cluster."""
+    return pg.url(pg.create_database())
 
 
 @dataclass
@@ -143,18 +168,21 @@ def server(tmp_path: Path) -> Iterator[RunningServer]:
 
 
 def server_process(
-    tmp_path: Path, port: int, preexec_fn: Callable[[], None] | None = None
+    tmp_path: Path, port: int, preexec_fn: Callable[[], None] | None = None, postgresql: str = ""
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """`otelstack opamp serve` as its own process, settings and database in tmp_path, its output appended to
     tmp_path/server.log; returns once /healthz answers. Called again with the same tmp_path, it restarts
-    on the same registry."""
+    on the same registry. ``postgresql``: a URL of the test cluster (PgCluster.url) for the registry."""
     settings_file, log = tmp_path / "server.yaml", tmp_path / "server.log"
+    registry: dict[str, object] = {"database": str(tmp_path / "fleet.db")}
+    if postgresql:
+        registry = {"postgresql": {"url": postgresql, "password": {"env": "OPAMP_TEST_PG_PASSWORD"}}}
     settings_file.write_text(
         yaml.safe_dump(
             {
                 "listen": f"127.0.0.1:{port}",
                 "configs_dir": str(CONFIGS),
-                "database": str(tmp_path / "fleet.db"),
+                **registry,
                 "allow_insecure": True,
                 "tokens": {"dev": {"env": "OPAMP_TEST_DEV_TOKEN"}},
                 "admin_token": {"env": "OPAMP_TEST_ADMIN_TOKEN"},
@@ -164,7 +192,12 @@ def server_process(
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "otelstack.cli", "opamp", "serve", "--settings", str(settings_file)],
-            env={**os.environ, "OPAMP_TEST_DEV_TOKEN": DEV_TOKEN, "OPAMP_TEST_ADMIN_TOKEN": ADMIN_TOKEN},
+            env={
+                **os.environ,
+                "OPAMP_TEST_DEV_TOKEN": DEV_TOKEN,
+                "OPAMP_TEST_ADMIN_TOKEN": ADMIN_TOKEN,
+                "OPAMP_TEST_PG_PASSWORD": pgcluster.PASSWORD,
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=preexec_fn,

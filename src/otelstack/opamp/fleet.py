@@ -11,6 +11,11 @@ A record belongs to the environment whose token created it; another environment'
 speak for it. Records are capped per environment, and records that never described themselves expire.
 A failure while preparing one part of one agent's answer is logged once and leaves that part out; the
 rest of the answer, and every other agent, are served as usual.
+
+Replicas sharing a registry (PostgreSQL): each record says which server process the agent last spoke to
+(``server``), so a replica marks disconnected only its own agents; an operator's change to one agent (a
+restart, overrides, deletion) is announced to the other replicas, which push it to the agent if it is
+connected to them (``changed_elsewhere``, then ``dirty``).
 """
 
 from __future__ import annotations
@@ -88,6 +93,8 @@ class FleetSettings:
     failed_config_ttl_s: float = 7 * 24 * 3600.0
     # An agent is live while seen within this many heartbeat intervals (or connected by WebSocket).
     missed_heartbeats: int = 3
+    # This server process among replicas sharing the registry ("" with one server).
+    server_id: str = ""
 
 
 @dataclass
@@ -97,6 +104,9 @@ class Session:
 
     transport: str = ""  # "websocket" or "http"
     assigned_uid: bytes = b""
+    # No message handled on it yet: an offer made on an earlier WebSocket (possibly by another replica,
+    # now gone) may have been lost with it, so it is made again.
+    fresh: bool = True
 
 
 class Fleet:
@@ -114,8 +124,11 @@ class Fleet:
         self.rollouts = Rollouts(store, self.source, settings.configs_dir, clock)
         self._changes = 0
         self.errors = OnceLog()
-        # Records per owning environment (the cap), counted once and kept current by this, their writer.
+        # Records per owning environment (the cap), counted once and kept current by this, their writer
+        # (with replicas, recounted at each expiry: the others write too).
         self._owned: Counter[str] | None = None
+        # Agents another replica changed, to push to if they are connected here.
+        self.dirty: set[str] = set()
 
     # --- the protocol ------------------------------------------------------------------------------
 
@@ -173,6 +186,9 @@ class Fleet:
             full_state = not message.HasField("agent_description")
         elif agent.sequence_num >= 0 and message.sequence_num != agent.sequence_num + 1:
             full_state = not message.HasField("agent_description")
+        if session.fresh and session.transport == "websocket":
+            agent.offered_hash, agent.offered_at = "", 0.0
+        session.fresh = False
         self._update(agent, message, token_environment, session)
         if token_environment is not None and agent.environment != token_environment:
             log.warning(
@@ -267,6 +283,7 @@ class Fleet:
         agent.sequence_num = message.sequence_num
         agent.last_seen = self.clock()
         agent.connected = True
+        agent.server = self.settings.server_id
         agent.transport = session.transport or agent.transport
         if message.capabilities:
             agent.capabilities = message.capabilities
@@ -505,8 +522,24 @@ class Fleet:
             raise KeyError(uid)
         agent.pending_command = "restart"
         self.store.put_agent(agent)
-        self._changes += 1
+        self._changed(uid)
         return agent
+
+    def _changed(self, uid: str) -> None:
+        """What an agent should be sent changed here: push it (here, or from the replica it is connected to)."""
+        self._changes += 1
+        self.store.notify("agent", uid)
+
+    def changed_elsewhere(self, topic: str, key: str = "") -> None:
+        """Another replica announced a change: an agent's (push it if it is connected here), a rollout's or
+        the baselines (refresh them; the push loop then pushes to every agent here); no topic: anything."""
+        if topic == "agent":
+            self.dirty.add(key)
+        else:
+            self.rollouts.refresh(topic, key)
+            if not topic:
+                self._owned = None
+                self._changes += 1
 
     def set_overrides(self, uid: str, overrides: dict[str, Any]) -> AgentRecord:
         agent = self.store.get_agent(uid)
@@ -518,12 +551,13 @@ class Fleet:
             raise ValueError(desired.error)
         agent.overrides = overrides
         self.store.put_agent(agent)
-        self._changes += 1
+        self._changed(uid)
         return agent
 
     def mark_disconnected(self, uid: str) -> None:
         agent = self.store.get_agent(uid)
-        if agent is not None and agent.connected:
+        # Not when it is connected to another replica by now.
+        if agent is not None and agent.connected and agent.server == self.settings.server_id:
             agent.connected = False
             self.store.put_agent(agent)
 
@@ -533,7 +567,7 @@ class Fleet:
         if agent is None or not self.store.delete_agent(uid):
             return False
         self._uncount(agent)
-        self._changes += 1
+        self._changed(uid)
         return True
 
     def reset_connections(self) -> int:
@@ -543,6 +577,8 @@ class Fleet:
     def expire_incomplete(self) -> list[AgentRecord]:
         """Delete the records that never described themselves within ``incomplete_agent_ttl_s``."""
         gone = self.store.delete_incomplete_agents(self.clock() - self.settings.incomplete_agent_ttl_s)
+        if self.store.shared:
+            self._owned = None  # the other replicas created records too: count again
         for agent in gone:
             self._uncount(agent)
         if gone:

@@ -14,6 +14,11 @@ matching entry wins for each field it sets. A success appends its entry and drop
 provably makes irrelevant: those whose selector has every key=value of the new one (they select a
 subset of its agents) and whose target sets no field the new one does not. A rollout over the whole
 fleet (empty selector) with a revision therefore resets the list to one entry.
+
+With replicas sharing a PostgreSQL registry, one of them drives rollouts (``driving``: it holds the
+rollout lock, see ``otelstack.opamp.replicas``): only it advances waves, completes, fails or times out a
+rollout. Any replica starts or aborts one. Each decision is announced (``FleetStore.notify``), and the
+others ``refresh`` what they keep in memory, then push to their agents.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from otelstack.collector.supervisor import AGENT_OVERRIDES_ATTRIBUTE
 from otelstack.errors import OtelstackError
 from otelstack.opamp.oncelog import OnceLog
 from otelstack.opamp.remote_config import ConfigSource
-from otelstack.opamp.store import AgentRecord, FleetStore, RolloutRecord
+from otelstack.opamp.store import AgentRecord, FleetStore, RolloutRecord, StoreConflict
 from otelstack.render import VARIANTS
 
 # The fleet default target, as servers before scoped baselines read it (kept current for a rollback).
@@ -88,6 +93,9 @@ class Rollouts:
         # Changes whenever the baselines do (the push loop compares it).
         self.baselines_version = 0
         self.errors = OnceLog()
+        # Whether this server advances rollouts (always, unless replicas share the registry).
+        self.driving = True
+        self._default_configs_dir = default_configs_dir
         self._baselines = self._load_baselines(default_configs_dir)
 
     # --- what an agent should run -------------------------------------------------------------
@@ -141,9 +149,28 @@ class Rollouts:
         self._store_baselines(entries)
         self._baselines = entries
         self.baselines_version += 1
+        self.store.notify("baselines")
+
+    def refresh(self, topic: str = "", key: str = "") -> None:
+        """Another replica changed a rollout (``key``) or the baselines; without a topic, anything may have
+        changed (this replica did not hear for a while, or takes over driving rollouts)."""
+        if topic == "rollout" and key:
+            changed = self.store.get_rollout(key)
+            current = self.running()
+            if changed is not None and changed.state == "running":
+                self._running = changed
+            elif current is not None and current.id == key:
+                self._running = None
+        if topic in ("", "baselines"):
+            self._baselines = self._load_baselines(self._default_configs_dir)
+            self.baselines_version += 1
+        if not topic:
+            self._running = _UNKNOWN
+            self._settled.clear()
 
     def running(self) -> RolloutRecord | None:
-        """The running rollout, kept in memory (this class is its only writer): agents ask on every message."""
+        """The running rollout, kept in memory (this class is its only writer; replicas refresh it when
+        another one announces a change): agents ask on every message."""
         if self._running is _UNKNOWN:
             found = [r for r in self.store.list_rollouts() if r.state == "running"]
             self._running = found[-1] if found else None
@@ -152,6 +179,7 @@ class Rollouts:
     def _save(self, rollout: RolloutRecord) -> None:
         self.store.put_rollout(rollout)
         self._running = rollout if rollout.state == "running" else None
+        self.store.notify("rollout", rollout.id)
 
     def released_to(self, rollout: RolloutRecord, uid: str) -> bool:
         return any(uid in wave for wave in rollout.waves[: rollout.current_wave + 1])
@@ -246,7 +274,11 @@ class Rollouts:
             created_at=self.clock(),
             expected=expected,
         )
-        self._save(rollout)
+        try:
+            self._save(rollout)
+        except StoreConflict as exc:  # another replica started one meanwhile
+            self._running = _UNKNOWN
+            raise RolloutError(str(exc)) from exc
         return rollout
 
     def abort(self, rollout_id: str, reason: str = "aborted by an operator") -> RolloutRecord:
@@ -296,7 +328,7 @@ class Rollouts:
     def observe(self, agent: AgentRecord) -> None:
         """An agent of the running rollout reported: settle it, or stop the rollout on its failure."""
         rollout = self.running()
-        if rollout is None or agent.uid not in rollout.waves[rollout.current_wave]:
+        if rollout is None or not self.driving or agent.uid not in rollout.waves[rollout.current_wave]:
             return
         outcome = self._agent_outcome(rollout, agent, agent.uid)
         if outcome == "ok":
@@ -309,15 +341,16 @@ class Rollouts:
 
     def evaluate(self) -> RolloutRecord | None:
         """Advance, complete or stop the running rollout from what its current wave reported (all of it:
-        the server runs this periodically for timeouts; `observe` is the per-report fast path)."""
+        the server runs this periodically for timeouts; `observe` is the per-report fast path). A replica
+        that does not drive rollouts decides nothing."""
         rollout = self.running()
-        if rollout is None:
-            return None
+        if rollout is None or not self.driving:
+            return rollout
         wave = rollout.waves[rollout.current_wave]
         settled = self._settled.setdefault(f"{rollout.id}:{rollout.current_wave}", set())
+        reported = self.store.get_agents([uid for uid in wave if uid not in settled])
         outcomes = {
-            uid: "ok" if uid in settled else self._agent_outcome(rollout, self.store.get_agent(uid), uid)
-            for uid in wave
+            uid: "ok" if uid in settled else self._agent_outcome(rollout, reported.get(uid), uid) for uid in wave
         }
         settled.update(uid for uid, o in outcomes.items() if o == "ok")
         failures = [o for o in outcomes.values() if o not in ("ok", "pending")]
@@ -353,10 +386,7 @@ class Rollouts:
 
     def _live_progress(self, rollout: RolloutRecord) -> float:
         total = sum(len(w) for w in rollout.waves)
-        done = sum(
-            1
-            for w in rollout.waves[: rollout.current_wave + 1]
-            for uid in w
-            if self._agent_outcome(rollout, self.store.get_agent(uid), uid) == "ok"
-        )
+        released = [uid for w in rollout.waves[: rollout.current_wave + 1] for uid in w]
+        reported = self.store.get_agents(released)
+        done = sum(1 for uid in released if self._agent_outcome(rollout, reported.get(uid), uid) == "ok")
         return done / total if total else 0.0

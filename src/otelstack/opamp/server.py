@@ -36,7 +36,7 @@ from otelstack.opamp.fleet import Fleet, FleetSettings, Session
 from otelstack.opamp.remote_config import ConfigSource
 from otelstack.opamp.rollout import RolloutError, matches
 from otelstack.opamp.settings import ServerSettings
-from otelstack.opamp.store import AgentRecord, FleetStore, SqliteStore
+from otelstack.opamp.store import AgentRecord, FleetStore, new_server_id, open_store
 
 log = logging.getLogger("otelstack.opamp")
 
@@ -218,10 +218,16 @@ async def push_loop(app: web.Application, interval_s: float = 0.5) -> None:
         except Exception as exc:
             fleet.errors.failure("generation", exc, "push loop: cannot tell what changed")
             continue
-        if generation == pushed:
+        if generation == pushed and not fleet.dirty:
             continue
+        # Everyone when what agents should run may have changed; else the agents another replica changed.
+        if generation != pushed:
+            targets = list(state.sockets.items())
+        else:
+            targets = [(uid, state.sockets[uid]) for uid in fleet.dirty if uid in state.sockets]
         pushed = generation
-        for uid, ws in list(state.sockets.items()):
+        fleet.dirty.clear()
+        for uid, ws in targets:
             try:
                 reply = fleet.push(uid)
             except Exception as exc:
@@ -453,13 +459,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 def build_app(settings: ServerSettings, store: FleetStore | None = None) -> web.Application:
     tokens = {environment: secret.value() for environment, secret in settings.tokens.items()}
+    server_id = new_server_id() if settings.postgresql is not None else ""
     state = ServerState(settings, tokens, settings.admin_token.value())
     client_ca = None
     if settings.client_ca is not None:
         ca = settings.client_ca
         client_ca = ClientCa(ca.cert_file, ca.key_file, ca.valid_days)
     fleet = Fleet(
-        store or SqliteStore(settings.database),
+        store or open_store(settings, server_id),
         FleetSettings(
             configs_dir=settings.configs_dir,
             heartbeat_interval_s=settings.heartbeat_interval_s,
@@ -470,6 +477,7 @@ def build_app(settings: ServerSettings, store: FleetStore | None = None) -> web.
             client_certificates_required=settings.tls is not None and settings.tls.client_ca_file is not None,
             max_agents_per_environment=settings.limits.max_agents_per_environment,
             incomplete_agent_ttl_s=settings.limits.incomplete_agent_ttl_s,
+            server_id=server_id,
         ),
         ConfigSource(settings.namespaces),
     )
@@ -505,11 +513,16 @@ def build_app(settings: ServerSettings, store: FleetStore | None = None) -> web.
         reset = fleet.reset_connections()
         if reset:
             log.info("%d agent(s) were marked connected by the previous server process; now disconnected", reset)
-        task = asyncio.create_task(push_loop(app))
+        tasks = [asyncio.create_task(push_loop(app))]
+        if settings.postgresql is not None:  # replicas: hear the others, take the rollout lock in turn
+            from otelstack.opamp.replicas import Replicas
+
+            tasks.append(asyncio.create_task(Replicas(fleet, settings.postgresql, server_id).run()))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         fleet.store.close()
 
     app.cleanup_ctx.append(background)
@@ -539,6 +552,8 @@ def check(settings: ServerSettings) -> list[str]:
                 f"configs_dir {settings.configs_dir} has no {environment}/ for the token of {environment}"
             )
     settings.admin_token.value()
+    if settings.postgresql is not None and settings.postgresql.password is not None:
+        settings.postgresql.password.value()
     try:
         ssl_context(settings)
     except (OSError, ssl.SSLError) as exc:

@@ -80,6 +80,44 @@ class Limits(Strict):
     )
 
 
+class PostgresSettings(Strict):
+    """A PostgreSQL registry shared by several server replicas (any replica serves any agent)."""
+
+    url: str = Field(
+        description="postgresql://USER@HOST:PORT/DBNAME[?sslmode=verify-full&sslrootcert=...]: no password here"
+    )
+    password: Secret | None = Field(None, description="the password of USER (none: peer or certificate auth)")
+    connect_timeout_s: int = Field(10, gt=0, le=300, description="how long a connection attempt may take")
+
+    @model_validator(mode="after")
+    def no_inline_password(self) -> PostgresSettings:
+        url = urlsplit(self.url)
+        if url.scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"url: {self.url!r} is not a postgresql:// URL (postgresql://USER@HOST:PORT/DBNAME)")
+        if url.password is not None or any(
+            part.split("=", 1)[0].strip().lower() == "password" for part in url.query.split("&")
+        ):
+            raise ValueError("url: give no password in the URL; set password: {env: ...} or {file: ...}")
+        if not url.path.strip("/"):
+            raise ValueError(f"url: {self.url!r} names no database (postgresql://USER@HOST:PORT/DBNAME)")
+        return self
+
+    @property
+    def where(self) -> str:
+        """host:port/dbname, for messages (never the password)."""
+        url = urlsplit(self.url)
+        return f"{url.hostname or 'localhost'}:{url.port or 5432}/{url.path.strip('/')}"
+
+    def conninfo(self, application_name: str) -> str:
+        """The libpq connection string, the password read from its secret."""
+        from psycopg.conninfo import make_conninfo
+
+        extra: dict[str, Any] = {"connect_timeout": self.connect_timeout_s, "application_name": application_name}
+        if self.password is not None:
+            extra["password"] = self.password.value()
+        return make_conninfo(self.url, **extra)
+
+
 class PageSettings(Strict):
     """The fleet page's browser sessions (docs/opamp.md, "The fleet page")."""
 
@@ -99,6 +137,9 @@ class ServerSettings(Strict):
     listen: str = Field(f"0.0.0.0:{OPAMP_PORT}", description="host:port")
     configs_dir: Path = Field(description="the configs/ hierarchy remote configs are rendered from")
     database: Path = Field(Path("/var/lib/otelstack-opamp/fleet.db"), description="SQLite registry")
+    postgresql: PostgresSettings | None = Field(
+        None, description="a PostgreSQL registry instead of SQLite, shared by several replicas (high availability)"
+    )
     tls: Tls | None = None
     # environment name -> the bearer token its collectors present
     tokens: dict[str, Secret] = Field(description="per environment, the token its collectors present")
@@ -130,6 +171,8 @@ class ServerSettings(Strict):
             raise ValueError("tls is required (set allow_insecure: true only for a lab)")
         if not self.tokens:
             raise ValueError("tokens: give at least one environment's token; unauthenticated agents are refused")
+        if self.postgresql is not None and "database" in self.model_fields_set:
+            raise ValueError("database (SQLite) and postgresql: give one registry, not both")
         if self.opamp_url is not None:
             url = urlsplit(self.opamp_url)
             if url.scheme not in ("ws", "wss", "http", "https") or not url.hostname:

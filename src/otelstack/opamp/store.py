@@ -10,19 +10,29 @@ after a sequence gap or from an unknown agent).
 
 The schema is versioned (``PRAGMA user_version``); opening a database written by an older server
 migrates it in one transaction (``MIGRATIONS``).
+
+Several servers can share one registry only in PostgreSQL (``otelstack.opamp.postgres``): a store says
+so with ``shared``, and ``notify`` tells the other servers about a decision taken here (a rollout's
+state, the baselines, one agent's pending command or overrides); SQLite is one server's alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from otelstack.errors import OtelstackError
+
+if TYPE_CHECKING:
+    from otelstack.opamp.settings import ServerSettings
 
 
 @dataclass
@@ -66,6 +76,8 @@ class AgentRecord:
     # WebSocket: the agent holds a connection to this server process. HTTP: it has not said goodbye
     # (agent_disconnect); whether it still polls comes from last_seen.
     connected: bool = False
+    # The server process (replica id) it last spoke to, where its WebSocket is; "" with one server.
+    server: str = ""
     first_seen: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.time)
 
@@ -101,7 +113,14 @@ R = TypeVar("R", AgentRecord, RolloutRecord)
 
 
 class FleetStore(Protocol):
+    # Whether other server processes share this registry (their decisions arrive through notifications).
+    shared: bool
+
     def get_agent(self, uid: str) -> AgentRecord | None: ...
+    def get_agents(self, uids: list[str]) -> dict[str, AgentRecord]:
+        """The records of those agents that have one (one query, for a rollout wave)."""
+        ...
+
     def put_agent(self, agent: AgentRecord) -> None: ...
     def list_agents(self) -> list[AgentRecord]: ...
     def delete_agent(self, uid: str) -> bool:
@@ -129,15 +148,21 @@ class FleetStore(Protocol):
     def get_config(self, config_hash: str) -> str | None: ...
     def get_meta(self, key: str) -> str | None: ...
     def put_meta(self, key: str, value: str) -> None: ...
+    def notify(self, topic: str, key: str = "") -> None:
+        """Tell the other servers sharing the registry that ``topic`` (rollout, baselines, agent) changed
+        for ``key``; nothing when the registry is not shared."""
+        ...
+
     def close(self) -> None: ...
 
 
-def record(kind: type[R], doc: str) -> R:
+def record(kind: type[R], doc: str | dict[str, Any]) -> R:
     """A stored document as its record: fields added since it was written take their defaults, and fields
     it has that this version does not know (written by a newer server) are ignored, so the registry
     survives upgrades and a rollback of the server."""
     known = {f.name for f in dataclasses.fields(kind)}
-    return kind(**{k: v for k, v in json.loads(doc).items() if k in known})
+    data = json.loads(doc) if isinstance(doc, str) else doc
+    return kind(**{k: v for k, v in data.items() if k in known})
 
 
 # Version 0: the tables as the first server wrote them (a database of any version is brought up to
@@ -188,11 +213,18 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class StoreError(OtelstackError):
-    """The registry cannot be opened (written by a newer server whose schema this one does not know)."""
+    """The registry cannot be opened (written by a newer server whose schema this one does not know, or
+    its database is unreachable)."""
+
+
+class StoreConflict(StoreError):
+    """A write another server's decision already made impossible (a second running rollout)."""
 
 
 class SqliteStore:
     """FleetStore in one SQLite file (or ':memory:')."""
+
+    shared = False
 
     def __init__(self, path: str | Path) -> None:
         if str(path) != ":memory:":
@@ -247,6 +279,10 @@ class SqliteStore:
             "described = excluded.described, first_seen = excluded.first_seen",
             (agent.uid, json.dumps(doc, sort_keys=True), *_agent_columns(doc)),
         )
+
+    def get_agents(self, uids: list[str]) -> dict[str, AgentRecord]:
+        found = (self.get_agent(uid) for uid in uids)  # a local lookup each: no round trip to save
+        return {agent.uid: agent for agent in found if agent is not None}
 
     def list_agents(self) -> list[AgentRecord]:
         return [record(AgentRecord, doc) for (doc,) in self._db.execute("SELECT doc FROM agents ORDER BY uid")]
@@ -323,5 +359,29 @@ class SqliteStore:
             (key, value),
         )
 
+    def notify(self, topic: str, key: str = "") -> None:
+        """One server per SQLite registry: nobody else to tell."""
+
     def close(self) -> None:
         self._db.close()
+
+
+def new_server_id() -> str:
+    """A server process among replicas: host name, pid and a random suffix (fits PostgreSQL's
+    application_name with its prefix)."""
+    return f"{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def open_store(settings: ServerSettings, server_id: str = "") -> FleetStore:
+    """The registry the settings name: the SQLite file, or PostgreSQL shared by replicas."""
+    if settings.postgresql is None:
+        return SqliteStore(settings.database)
+    try:
+        from otelstack.opamp.postgres import APPLICATION_PREFIX, PostgresStore
+    except ImportError as exc:
+        raise StoreError(
+            f"postgresql: the PostgreSQL registry needs the psycopg package ({exc}); "
+            "install otelstack with the postgresql extra: pip install 'otelstack[postgresql]'"
+        ) from exc
+    pg = settings.postgresql
+    return PostgresStore(pg.conninfo(APPLICATION_PREFIX + server_id), pg.where, server_id)

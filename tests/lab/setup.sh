@@ -3,11 +3,13 @@
 # browser the fleet page tests drive (Debian's chromium, headless).
 # Idempotent: installs missing Debian packages, writes the containers.conf that works on these hosts
 # (runc + cgroupfs, lowered ulimits), and builds the base image localhost/otelstack-debian:12 once.
+# It also installs Debian's PostgreSQL server: the OpAMP replica tests start throwaway clusters of their
+# own with its initdb/pg_ctl (tests/opamp/pgcluster.py); the system service is not needed and is stopped.
 set -euo pipefail
 
 IMAGE="${OTELSTACK_LAB_IMAGE:-localhost/otelstack-debian:12}"
 need=()
-for pkg in podman runc debootstrap nftables chromium; do
+for pkg in podman runc debootstrap nftables chromium postgresql; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -15,6 +17,9 @@ if ((${#need[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if [[ " ${need[*]} " == *" postgresql "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now postgresql >/dev/null 2>&1 || true
+  fi
 fi
 
 conf=/etc/containers/containers.conf

@@ -1,7 +1,7 @@
 """Converge time of playbooks/site.yml on the local lab, against `ansible all -m ping` (the floor).
 
 Creates the lab (playbooks/lab.yml: the OpAMP server, 2 gateways and 2 agents as systemd containers,
-stand-in collector artefacts),
+the real collector and supervisor from `otelstack dist package`),
 then times, on the same hosts:
   1. `ansible all -m ping`                   the cost of reaching every host at all
   2. site.yml from scratch                    install, certificates, firewall, collectors, readiness

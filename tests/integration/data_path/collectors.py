@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from otelstack.dist.locate import locate
 from otelstack.model.loader import load_spec
 from otelstack.render import render_collector
 from otelstack.security.layout import VM
@@ -36,17 +37,9 @@ LOOPBACK = "127.0.0.1"
 
 
 def find_collector() -> Path | None:
-    """The real otelcol-contrib: ``$OTELSTACK_OTELCOL``, else the clone's ``.cache/bin`` (``make binaries``)."""
-    explicit = os.environ.get("OTELSTACK_OTELCOL")
-    for candidate in ([Path(explicit)] if explicit else []) + [REPO / ".cache" / "bin" / "otelcol-contrib"]:
-        if candidate.exists() and os.access(candidate, os.X_OK):
-            version = subprocess.run(
-                [str(candidate), "--version"], capture_output=True, text=True, timeout=30, check=False
-            ).stdout
-            if "STAND-IN" in version:  # tests/standins is never the real thing
-                continue
-            return candidate.resolve()
-    return None
+    """The real otelcol-contrib (``make binaries``), found like ``otelstack validate`` finds it."""
+    found = locate("otelcol-contrib")
+    return Path(found).resolve() if found else None
 
 
 def free_port() -> int:

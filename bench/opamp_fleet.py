@@ -13,12 +13,18 @@ used is read from /proc/<server pid> alone. The run:
 3. rollout: a staged config rollout (canary 1, waves 10/50/100 %) through the REST API to every
    connected agent, which applies what is pushed (or offered in a heartbeat reply) while it keeps beating.
 
+Then the same again with two server replicas on one PostgreSQL registry (a throwaway cluster the bench
+starts, tests/opamp/pgcluster.py), each load generator pointed at one replica so the agents are spread over
+both; the rollout there is started on one replica and selects --rollout-agents agents (by an attribute of
+theirs) out of all of them. The last lines print the two runs side by side.
+
 The agents send no WebSocket pings: the OpAMP heartbeat is their only traffic. "Agents one core holds" is
 derived from the CPU share measured at the load that really ran (linear scaling assumed), and printed
 next to the number really held. The machine's cores are shared by the server, the load generators and
 whatever else runs, so the header and the hold lines say how busy the machine was. Usage:
     python bench/opamp_fleet.py [--agents 10000] [--heartbeat 30] [--periods 2] [--generators 2]
-    python bench/opamp_fleet.py --agents 1000 --heartbeat 5        # quick run
+    python bench/opamp_fleet.py --agents 1000 --replica-agents 2000 --rollout-agents 1000 --heartbeat 5
+    python bench/opamp_fleet.py --replica-agents 0                # one process only
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from tests.opamp import pgcluster  # noqa: E402 - the throwaway PostgreSQL cluster the tests use too
 from tests.opamp.wsagent import CAPS, WsAgent, decode  # noqa: E402 - the simulated collector the tests use too
 
 TOKEN, ADMIN = "bench-dev-token-000000000000", "bench-admin-token-0000000000"
@@ -59,17 +66,25 @@ REPLY_GRACE_S = 5.0  # after the hold window, how long a heartbeat sent in it ma
 # Each GET /api/rollouts/<id> makes the server check every released agent, so it is polled sparingly;
 # the durations printed come from the server's and the agents' timestamps, not from the polling.
 ROLLOUT_POLL_S = 5.0
+# The attribute of the agents a rollout selects (the first --rollout-agents of them: "yes"; the others "no").
+ROLLOUT_ATTRIBUTE = "bench.rollout"
 
 
 # --- reading /proc ---------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int | list[int]) -> float:
+    """utime+stime of a process, or the sum over processes."""
+    if isinstance(pid, list):
+        return sum(cpu_seconds(p) for p in pid)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int | list[int]) -> float:
+    """VmRSS of a process, or the sum over processes."""
+    if isinstance(pid, list):
+        return sum(rss_mib(p) for p in pid)
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -140,8 +155,9 @@ def _failure(exc: BaseException) -> str:
 
 
 class SimAgent:
-    def __init__(self, n: int, url: str) -> None:
-        self.agent = WsAgent(url, (n + 1).to_bytes(16, "big"), TOKEN, CAPS, **{"service.instance.id": f"vm-{n}"})
+    def __init__(self, n: int, url: str, selected: bool) -> None:
+        attributes = {"service.instance.id": f"vm-{n}", ROLLOUT_ATTRIBUTE: "yes" if selected else "no"}
+        self.agent = WsAgent(url, (n + 1).to_bytes(16, "big"), TOKEN, CAPS, **attributes)
         # One entry per message awaiting its reply, in order: the send time of a heartbeat of the hold
         # window, None for anything else. A frame the server pushes unasked shifts it by one (rollout
         # only: nothing is pushed in the window).
@@ -151,9 +167,11 @@ class SimAgent:
 
 
 class LoadGenerator:
-    def __init__(self, conn: Connection, url: str, first: int, count: int, heartbeat: int, concurrency: int) -> None:
+    def __init__(
+        self, conn: Connection, url: str, agents: list[int], rollout_agents: int, heartbeat: int, concurrency: int
+    ) -> None:
         self.conn, self.heartbeat, self.concurrency = conn, heartbeat, concurrency
-        self.agents = [SimAgent(n, url) for n in range(first, first + count)]
+        self.agents = [SimAgent(n, url, n < rollout_agents) for n in agents]
         self.connected: list[SimAgent] = []
         self.readers: list[asyncio.Task[None]] = []
         self.beaters: list[asyncio.Task[None]] = []
@@ -164,7 +182,7 @@ class LoadGenerator:
         self.window = (math.inf, math.inf)  # perf_counter bounds of the hold window
         self.sent = self.answered = 0
         self.rtt_ms: list[float] = []
-        self.seed = first
+        self.seed = agents[0] if agents else 0
 
     async def command(self) -> tuple[Any, ...]:
         message: tuple[Any, ...] = await asyncio.to_thread(self.conn.recv)
@@ -282,10 +300,12 @@ class LoadGenerator:
         return report
 
 
-def generator_process(conn: Connection, url: str, first: int, count: int, heartbeat: int, concurrency: int) -> None:
+def generator_process(
+    conn: Connection, url: str, agents: list[int], rollout_agents: int, heartbeat: int, concurrency: int
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it
-    raise_nofile(count + 256)
-    asyncio.run(LoadGenerator(conn, url, first, count, heartbeat, concurrency).run())
+    raise_nofile(len(agents) + 256)
+    asyncio.run(LoadGenerator(conn, url, agents, rollout_agents, heartbeat, concurrency).run())
 
 
 # --- the benchmark ---------------------------------------------------------------------------------
@@ -307,18 +327,22 @@ def api(port: int, method: str, path: str, body: Any = None) -> Any:
 class Generators:
     """The load-generator processes and their pipes."""
 
-    def __init__(self, url: str, agents: int, processes: int, heartbeat: int, concurrency: int) -> None:
+    def __init__(
+        self, urls: list[str], agents: int, rollout_agents: int, processes: int, heartbeat: int, concurrency: int
+    ) -> None:
+        """Agent n goes to generator n % processes, and generator i to urls[i % len(urls)]: the agents a
+        rollout selects (the first rollout_agents) are spread over every generator and server alike."""
         context = multiprocessing.get_context("spawn")
         self.pipes: list[Connection] = []
         self.processes: list[BaseProcess] = []
         self.shares: list[int] = []
-        first = 0
         for index in range(processes):
-            count = agents // processes + (1 if index < agents % processes else 0)
+            share = list(range(index, agents, processes))
+            count = len(share)
             parent, child = context.Pipe()
             process = context.Process(
                 target=generator_process,
-                args=(child, url, first, count, heartbeat, concurrency),
+                args=(child, urls[index % len(urls)], share, rollout_agents, heartbeat, concurrency),
                 name=f"opamp-load-{index}",
                 daemon=True,
             )
@@ -326,7 +350,6 @@ class Generators:
             self.pipes.append(parent)
             self.processes.append(process)
             self.shares.append(count)
-            first += count
         self.exchange(None, "ready")
 
     @property
@@ -383,14 +406,20 @@ def line(label: str, text: str) -> None:
     print(f"{label:<38}: {text}", flush=True)
 
 
-def run(port: int, pid: int, args: argparse.Namespace, revision: Path, server_limits: str) -> None:
-    count, heartbeat, periods = args.agents, args.heartbeat, args.periods
-    generators = Generators(f"ws://127.0.0.1:{port}/v1/opamp", count, args.generators, heartbeat, args.concurrency)
+def run(
+    ports: list[int], pid: list[int], count: int, args: argparse.Namespace, revision: Path, server_limits: str
+) -> dict[str, float]:
+    """One measured run against the servers on ``ports`` (processes ``pid``); returns the figures compared."""
+    heartbeat, periods, port = args.heartbeat, args.periods, ports[0]
+    rollout_agents = min(count, args.rollout_agents)
+    urls = [f"ws://127.0.0.1:{p}/v1/opamp" for p in ports]
+    generators = Generators(urls, count, rollout_agents, args.generators, heartbeat, args.concurrency)
     stopped = False
     try:
         shares = "/".join(f"{n:,}" for n in sorted(set(generators.shares)))
         print(
-            f"server: 1 `otelstack opamp serve` process (pid {pid}); agents: {args.generators} load-generator "
+            f"server: {len(pid)} `otelstack opamp serve` process(es) (pid {', '.join(map(str, pid))}); agents: "
+            f"{args.generators} load-generator "
             f"processes (pids {', '.join(map(str, generators.pids))}; {shares} WebSocket agents each, asyncio + "
             f"websockets, no WebSocket pings); all on {os.cpu_count()} cores shared with anything else running, "
             f"not pinned; load average {os.getloadavg()[0]:.2f} at start; server {server_limits}",
@@ -481,7 +510,7 @@ def run(port: int, pid: int, args: argparse.Namespace, revision: Path, server_li
             "/api/rollouts",
             {
                 "kind": "config",
-                "selector": {"environment": "dev"},
+                "selector": {ROLLOUT_ATTRIBUTE: "yes"},
                 "target": {"configs_dir": str(revision)},
                 "canary": 1,
                 "waves": [10, 50, 100],
@@ -508,7 +537,8 @@ def run(port: int, pid: int, args: argparse.Namespace, revision: Path, server_li
         )
         line(
             "rollout: the agents' side",
-            f"{changed:,} of {still_open:,} connected agents applied the new config (APPLIED), the last one "
+            f"{changed:,} of the {rollout_agents:,} agents it selects ({still_open:,} connected in all) applied the "
+            "new config (APPLIED), the last one "
             f"{last - posted:.1f} s after the POST"
             if changed
             else "no agent applied a new config",
@@ -536,21 +566,109 @@ def run(port: int, pid: int, args: argparse.Namespace, revision: Path, server_li
             f"{(cpu2 - cpu1) / periods * per:.3f} CPU-s per heartbeat period "
             f"({share * 100 * per:.2f} % of one core), {(rss2 - idle_rss) * per:.1f} MiB RSS (measured, steady state)",
         )
+        return {
+            "held": float(still_open),
+            "rss": rss2,
+            "mib_per_1000": (rss2 - idle_rss) * per,
+            "cpu_per_1000": share * 100 * per,
+            "rollout_agents": float(rollout_agents),
+            "changed": float(changed),
+            "rollout_s": last - posted if changed else math.nan,
+            "rollout_state_s": rollout["finished_at"] - posted if rollout["finished_at"] else math.nan,
+        }
     finally:
         generators.close(stopped)
 
 
+SERVE = [sys.executable, "-m", "otelstack.cli", "opamp", "serve"]
+
+
+def serve(
+    work: Path, name: str, agents: int, heartbeat: int, registry: dict[str, Any]
+) -> tuple[subprocess.Popen[bytes], int]:
+    """One `otelstack opamp serve` process for ``agents`` connections, once /healthz answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = {
+        "listen": f"127.0.0.1:{port}",
+        "configs_dir": str(ROOT / "configs"),
+        **registry,
+        "allow_insecure": True,
+        "tokens": {"dev": {"env": "BENCH_TOKEN"}},
+        "admin_token": {"env": "BENCH_ADMIN"},
+        "heartbeat_interval_s": heartbeat,
+        # The default (10,000) counts WebSocket connections and HTTP requests together.
+        "limits": {"max_connections": agents + 100},
+    }
+    (work / f"{name}.yaml").write_text(yaml.safe_dump(settings))
+    server = subprocess.Popen(
+        [*SERVE, "--settings", str(work / f"{name}.yaml"), "--log-level", "warning"],
+        env={**os.environ, "BENCH_TOKEN": TOKEN, "BENCH_ADMIN": ADMIN, "BENCH_PG_PASSWORD": pgcluster.PASSWORD},
+        preexec_fn=nofile_for(agents + 1024),
+    )
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            break
+        except OSError:
+            if server.poll() is not None:
+                raise RuntimeError(f"the server {name} exited with {server.returncode}") from None
+            time.sleep(0.1)
+    limit = int(Path(f"/proc/{server.pid}/limits").read_text().split("Max open files")[1].split()[0])
+    if limit < agents + 1024:
+        print(f"warning: the server may open only {limit} files, fewer than {agents + 1024}", file=sys.stderr)
+    return server, port
+
+
+def stop(servers: list[subprocess.Popen[bytes]]) -> None:
+    for server in servers:
+        server.send_signal(signal.SIGTERM)
+    for server in servers:
+        server.wait(timeout=60)
+
+
+def side_by_side(results: dict[str, dict[str, float]]) -> None:
+    print("\nside by side", flush=True)
+    rows = [
+        ("agents held (connected, beating)", lambda r: f"{r['held']:,.0f}"),
+        ("server RSS in all", lambda r: f"{r['rss']:,.0f} MiB ({r['rss'] / 1024:.2f} GiB)"),
+        ("server MiB per 1,000 agents", lambda r: f"{r['mib_per_1000']:.1f}"),
+        ("server % of a core per 1,000 agents", lambda r: f"{r['cpu_per_1000']:.2f}"),
+        ("rollout: agents it selects", lambda r: f"{r['rollout_agents']:,.0f} ({r['changed']:,.0f} applied)"),
+        ("rollout: last agent applied after", lambda r: f"{r['rollout_s']:.1f} s"),
+        ("rollout: server says succeeded after", lambda r: f"{r['rollout_state_s']:.1f} s"),
+    ]
+    names = list(results)
+    print(f"{'':<38}  " + "".join(f"{name:<34}" for name in names))
+    for label, cell in rows:
+        print(f"{label:<38}: " + "".join(f"{cell(results[name]):<34}" for name in names), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agents", type=int, default=10_000, help="concurrent WebSocket agents (default 10000)")
+    parser.add_argument("--agents", type=int, default=10_000, help="agents of the one-process run (default 10000)")
+    parser.add_argument(
+        "--replica-agents",
+        type=int,
+        default=40_000,
+        help="agents of the two-replica run on PostgreSQL (default 40000; 0: no such run)",
+    )
+    parser.add_argument(
+        "--rollout-agents", type=int, default=10_000, help="agents the rollout of each run selects (default 10000)"
+    )
     parser.add_argument("--heartbeat", type=int, default=30, help="heartbeat period in seconds (default 30)")
     parser.add_argument("--periods", type=int, default=2, help="heartbeat periods to hold and measure (default 2)")
     parser.add_argument("--generators", type=int, default=2, help="load-generator processes (default 2)")
     parser.add_argument("--concurrency", type=int, default=50, help="registrations at a time per generator")
     args = parser.parse_args()
-    if args.agents < 1 or args.heartbeat < 1 or args.periods < 1 or args.generators < 1:
-        parser.error("--agents, --heartbeat, --periods and --generators must be positive")
-    server_fds = args.agents + 1024
+    if args.agents < 1 or args.heartbeat < 1 or args.periods < 1 or args.generators < 1 or args.rollout_agents < 1:
+        parser.error("--agents, --rollout-agents, --heartbeat, --periods and --generators must be positive")
+    if args.replica_agents and pgcluster.binaries() is None:
+        parser.error(
+            "the two-replica run needs PostgreSQL's initdb/pg_ctl (apt-get install postgresql); or --replica-agents 0"
+        )
+    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         revision = work / "configs-r2"
@@ -561,51 +679,40 @@ def main() -> None:
         doc = yaml.safe_load(level.read_text())
         doc.setdefault("tiers", {}).setdefault("agent", {})["log_include+"] = ["/srv/bench/*.log"]
         level.write_text(yaml.safe_dump(doc, sort_keys=False))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        settings = {
-            "listen": f"127.0.0.1:{port}",
-            "configs_dir": str(ROOT / "configs"),
-            "database": str(work / "fleet.db"),
-            "allow_insecure": True,
-            "tokens": {"dev": {"env": "BENCH_TOKEN"}},
-            "admin_token": {"env": "BENCH_ADMIN"},
-            "heartbeat_interval_s": args.heartbeat,
-            # The default (10,000) counts WebSocket connections and HTTP requests together.
-            "limits": {"max_connections": args.agents + 100},
-        }
-        (work / "server.yaml").write_text(yaml.safe_dump(settings))
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "otelstack.cli",
-                "opamp",
-                "serve",
-                "--settings",
-                str(work / "server.yaml"),
-                "--log-level",
-                "warning",
-            ],
-            env={**os.environ, "BENCH_TOKEN": TOKEN, "BENCH_ADMIN": ADMIN},
-            preexec_fn=nofile_for(server_fds),
-        )
+
+        print("== one process, SQLite", flush=True)
+        server, port = serve(work, "single", args.agents, args.heartbeat, {"database": str(work / "fleet.db")})
         try:
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            limit = int(Path(f"/proc/{server.pid}/limits").read_text().split("Max open files")[1].split()[0])
-            if limit < server_fds:
-                print(f"warning: the server may open only {limit} files, fewer than {server_fds}", file=sys.stderr)
-            limits = f"max_connections {args.agents + 100}, open-file limit {limit}"
-            run(port, server.pid, args, revision, limits)
+            limits = f"max_connections {args.agents + 100}"
+            results["1 process, SQLite"] = run([port], [server.pid], args.agents, args, revision, limits)
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
+            stop([server])
+
+        if args.replica_agents:
+            print("\n== two replicas, PostgreSQL", flush=True)
+            cluster = pgcluster.PgCluster(pgcluster.binaries() or Path(), max_connections="50").start()
+            servers: list[subprocess.Popen[bytes]] = []
+            try:
+                registry = {
+                    "postgresql": {
+                        "url": cluster.url(cluster.create_database("bench")),
+                        "password": {"env": "BENCH_PG_PASSWORD"},
+                    }
+                }
+                share = -(-args.replica_agents // 2)
+                ports = []
+                for name in ("replica-a", "replica-b"):
+                    server, port = serve(work, name, share, args.heartbeat, registry)
+                    servers.append(server)
+                    ports.append(port)
+                pids = [s.pid for s in servers]
+                postgres_pids = [int(Path(cluster.data / "postmaster.pid").read_text().split()[0])]
+                limits = f"max_connections {share + 100} each; PostgreSQL 15 (pid {postgres_pids[0]}) not counted"
+                results["2 replicas, PostgreSQL"] = run(ports, pids, args.replica_agents, args, revision, limits)
+            finally:
+                stop(servers)
+                cluster.stop()
+    side_by_side(results)
 
 
 if __name__ == "__main__":

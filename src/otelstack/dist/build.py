@@ -194,7 +194,7 @@ def unserved(wanted: Sequence[ModulePin], cwd: Path, note: Note) -> dict[str, st
     missing: dict[str, str] = {}
     for doc in _json_stream(proc.stdout):
         if doc.get("Error"):
-            missing[str(doc.get("Path"))] = str(doc["Error"]).splitlines()[0]
+            missing[str(doc.get("Path"))] = f"not served by the Go module proxy at {doc.get('Version', '?')}"
     if proc.returncode != 0 and not missing:
         raise BuildError(
             "go mod download failed", [f"command: {' '.join(argv[:4])} …", *proc.stderr.splitlines()[-20:]]
@@ -247,8 +247,8 @@ def build_collector(t: Targets, note: Note) -> Built:
                 raise
             replaced[dependency] = f"v{pinned_release()}"
             note(f"collector {version}: {dependency} is not served at that release; using {replaced[dependency]}")
-    left_out = tuple(f"{module}: {reason}" for module, reason in sorted(missing.items()))
-    left_out += tuple(f"{module}: replaced by {v} (not served at v{version})" for module, v in sorted(replaced.items()))
+    left_out = tuple(f"{module}: left out, {reason}" for module, reason in sorted(missing.items()))
+    left_out += tuple(f"{module}: taken at {v}, not served at v{version}" for module, v in sorted(replaced.items()))
     if left_out:
         Path(f"{out}.left-out").write_text("".join(f"{line}\n" for line in left_out), encoding="utf-8")
     _install(src / "build" / "otelcol-contrib", out)

@@ -38,7 +38,7 @@ def _build(args: argparse.Namespace) -> list:  # type: ignore[type-arg]
         state = f"built in {item.seconds:.0f}s" if item.seconds else "cached"
         print(f"{item.name} {item.version} ({state}): {item.path}")
         for line in item.left_out:
-            print(f"  left out {line}")
+            print(f"  {line}")
     return built
 
 

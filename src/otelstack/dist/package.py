@@ -39,7 +39,7 @@ def _readme(collector: Built) -> bytes:
     left_out = [f"- {c.kind} `{c.type}`: {c.module_note}" for c in excluded()]
     left_out += [f"- {line}" for line in collector.left_out]
     if left_out:
-        lines += ["", "Left out:", "", *left_out]
+        lines += ["", "Left out or taken at another version:", "", *left_out]
     lines += ["", "The components are Apache-2.0 licensed by their authors.", ""]
     return "\n".join(lines).encode()
 

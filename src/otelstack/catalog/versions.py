@@ -6,6 +6,7 @@ fact carries its upstream source). Roles and stacks read these values; nothing e
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from otelstack.catalog.components import catalog
@@ -63,3 +64,46 @@ def opampsupervisor() -> Release:
 def matrix() -> dict[str, str]:
     """Component → pinned version, for docs, roles and stacks."""
     return {r.name: r.version for r in (otelcol_contrib(), opampsupervisor())}
+
+
+_RELEASE_VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.]+))?")
+
+
+def release_key(version: str) -> tuple[tuple[int, int, int], int, tuple[tuple[int, int | str], ...]] | None:
+    """A sort key for an upstream release version (``0.159.0``, ``0.160.0-rc.1``); None for anything else.
+
+    A pre-release sorts below its release (semver): ``0.160.0-rc.1`` < ``0.160.0``.
+    """
+    match = _RELEASE_VERSION.fullmatch(str(version).strip())
+    if not match:
+        return None
+    core = (int(match[1]), int(match[2]), int(match[3]))
+    pre = match[4]
+    if pre is None:
+        return core, 1, ()
+    parts = tuple((0, int(p)) if p.isdigit() else (1, p) for p in pre.split("."))
+    return core, 0, parts
+
+
+def rollback_target(installed: list[str], active: str, previous: str = "") -> str:
+    """The installed release a rollback returns to; empty when there is none.
+
+    The release recorded as previous (the one the active link pointed at before its last switch) wins
+    when it is installed and older than the active one. Otherwise the newest installed release older than
+    the active one. Never a release at or above the active one: a rollback that rolls forward (to a
+    release a failed, rescued upgrade left behind) is not a rollback. Names that are not release
+    versions (stray directories) are ignored.
+    """
+    active_key = release_key(active)
+    candidates = {v: k for v in map(str, installed) if (k := release_key(v)) is not None}
+    if active_key is not None:
+        candidates = {v: k for v, k in candidates.items() if k < active_key}
+    else:
+        # No (readable) active release: nothing to compare with, so nothing is "below" it. Only the
+        # recorded previous release can be trusted.
+        candidates = {v: k for v, k in candidates.items() if v == str(previous)}
+    if previous and str(previous) in candidates:
+        return str(previous)
+    if not candidates:
+        return ""
+    return max(candidates, key=lambda v: candidates[v])

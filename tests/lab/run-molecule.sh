@@ -43,7 +43,7 @@ for scenario in "${scenarios[@]}"; do
   if [[ -f "$logs/$scenario.failed" ]]; then
     echo "--- ${scenario} failed; the failing tasks and assertions (whole log: $logs/$scenario.log):"
     sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^ *│ \{0,1\}//' "$logs/$scenario.log" |
-      grep -E -A2 '^(fatal|failed): \[|^E  |^(FAILED|ERROR) ' | cut -c1-300 | tail -12 || true
+      grep -E -A2 '^(fatal|failed): \[|^E  |^(FAILED|ERROR) tests/' | cut -c1-300 | tail -12 || true
   fi
 done
 echo "molecule: ${#scenarios[@]} scenarios in $(($(date +%s) - start))s with ${jobs} at a time"

@@ -82,3 +82,32 @@ def test_artefact_with_a_wrong_checksum_is_refused(host, before, tmp_path: Path)
     assert "does not match" in output(result) and "refusing to install it" in output(result), tail(result)
     assert snapshot(host) == before
     assert not host.file(f"/opt/otelcol-contrib/releases/{version}").exists
+
+
+def test_config_that_fails_at_run_time_is_replaced_by_the_last_good_one(host, before) -> None:  # type: ignore[no-untyped-def]
+    # Valid for `otelcol-contrib validate`, fatal at start: the health_check extension binds an address
+    # this host does not have. The readiness gate fails, the role restores the config it replaced
+    # (.last-good) and restarts on it: the host serves again, and the run fails naming what it did.
+    bad = {"collector_overrides": {"agent": {"extensions": {"health_check": {"endpoint": "192.0.2.55:13133"}}}}}
+    result = run_playbook(
+        CONVERGE, json.dumps({"otelstack_test_overrides": bad}), "otel_collector_readiness_timeout=10"
+    )
+    assert result.returncode != 0
+    assert "failed the readiness gate" in output(result), tail(result)
+    assert "the last good config was restored" in output(result), tail(result)
+    assert host.file(CONFIG).sha256sum == before["config"]
+    assert host.file(f"{CONFIG}.last-good").sha256sum == before["config"]
+    assert host.file("/opt/otelcol-contrib/active").linked_to == before["active"]
+    assert host.service("opampsupervisor").is_running
+    # The collector answers again on the restored config (the supervisor starts it within seconds).
+    probe = (
+        "import time, urllib.request\n"
+        "for _ in range(30):\n"
+        "    try:\n"
+        "        urllib.request.urlopen('http://127.0.0.1:13133/', timeout=2); break\n"
+        "    except OSError:\n"
+        "        time.sleep(1)\n"
+        "else:\n"
+        "    raise SystemExit('health_check does not answer')\n"
+    )
+    assert host.run("python3 -c %s", probe).rc == 0

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,14 +151,22 @@ async def rollout_is(port: int, rollout_id: str, state: str) -> bool:
     return bool((await asyncio.to_thread(api, port, "GET", f"/api/rollouts/{rollout_id}"))["state"] == state)
 
 
-async def spread(url: str, gate: asyncio.Event) -> tuple[list[Follower], list[asyncio.Task[None]]]:
-    """AGENTS followers through the proxy, registered one at a time (so the proxy alternates replicas)."""
-    followers = [Follower(n, url) for n in range(AGENTS)]
+@contextlib.asynccontextmanager
+async def spread(ports: list[int], gate: asyncio.Event) -> AsyncIterator[list[Follower]]:
+    """AGENTS followers through a round-robin proxy in front of the replicas on ``ports``, registered one
+    at a time (so the proxy alternates replicas); stopped, with the proxy, at the end."""
+    proxy = await RoundRobin(ports).start()
+    followers = [Follower(n, proxy.ws_url) for n in range(AGENTS)]
     tasks = []
-    for follower in followers:
-        tasks.append(asyncio.create_task(follower.run(gate)))
-        await asyncio.wait_for(follower.registered.wait(), 10)
-    return followers, tasks
+    try:
+        for follower in followers:
+            tasks.append(asyncio.create_task(follower.run(gate)))
+            await asyncio.wait_for(follower.registered.wait(), 10)
+        yield followers
+    finally:
+        for task in tasks:
+            task.cancel()
+        proxy.close()
 
 
 EMERGENCY = {
@@ -177,11 +185,9 @@ def test_agents_spread_over_two_replicas_get_a_rollout_and_a_restart_decided_on_
     a, b = (start_server(settings(tmp_path / name, free_port(), postgresql=pg_url)) for name in ("a", "b"))
 
     async def scenario() -> None:
-        proxy = await RoundRobin([a.port, b.port]).start()
         gate = asyncio.Event()
         gate.set()
-        followers, tasks = await spread(proxy.ws_url, gate)
-        try:
+        async with spread([a.port, b.port], gate) as followers:
             on_a = set(a.call(lambda: list(a.app[STATE].sockets)))
             on_b = set(b.call(lambda: list(b.app[STATE].sockets)))
             assert len(on_a) == len(on_b) == AGENTS // 2 and not on_a & on_b
@@ -200,10 +206,6 @@ def test_agents_spread_over_two_replicas_get_a_rollout_and_a_restart_decided_on_
                 await asyncio.to_thread(api, port, "POST", f"/api/agents/{uid}/restart")
                 await until(f"agent {uid} to be sent the restart", lambda f=follower: bool(f.commands))  # type: ignore[misc]
                 assert follower.commands == [pb.CommandType_Restart]
-        finally:
-            for task in tasks:
-                task.cancel()
-            proxy.close()
 
     try:
         asyncio.run(scenario())
@@ -240,10 +242,8 @@ def test_the_rollout_driver_killed_mid_rollout_is_replaced_and_the_rollout_finis
         assert leader_pid in processes
         leader = processes[leader_pid][0]
         survivor, survivor_log, survivor_port = next(v for pid, v in processes.items() if pid != leader_pid)
-        proxy = await RoundRobin([port for _, _, port in processes.values()]).start()
         gate = asyncio.Event()  # closed: agents record what is pushed but do not apply it yet
-        followers, tasks = await spread(proxy.ws_url, gate)
-        try:
+        async with spread([port for _, _, port in processes.values()], gate) as followers:
             before = {f.uid: f.agent.applied for f in followers}
             # Started on the survivor, driven by the leader: the canary is offered the new config.
             started = await asyncio.to_thread(api, survivor_port, "POST", "/api/rollouts", EMERGENCY)
@@ -261,10 +261,6 @@ def test_the_rollout_driver_killed_mid_rollout_is_replaced_and_the_rollout_finis
             views = await asyncio.to_thread(api, survivor_port, "GET", "/api/agents")
             assert {v["uid"]: v["connected"] for v in views} == dict.fromkeys(after, True)
             assert f"continues rollout {started['id']}" in survivor_log.read_text()
-        finally:
-            for task in tasks:
-                task.cancel()
-            proxy.close()
 
     try:
         asyncio.run(scenario())

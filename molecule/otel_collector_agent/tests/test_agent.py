@@ -75,6 +75,57 @@ def test_state_directories_belong_to_the_service(host) -> None:  # type: ignore[
     assert host.file("/var/lib/otelcol-contrib/supervisor/effective.yaml").exists
 
 
+def _lab():  # type: ignore[no-untyped-def]
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from tests.lab import playbooks
+
+    return playbooks
+
+
+def _converge(*extra_vars: str):  # type: ignore[no-untyped-def]
+    return _lab().run_playbook(Path(__file__).parents[1] / "converge.yml", *extra_vars)
+
+
+def _owner_of_port(host, port: int) -> str:  # type: ignore[no-untyped-def]
+    """The systemd unit whose process listens on 127.0.0.1:port (from its cgroup)."""
+    out = host.check_output(f"ss -Hltnp 'sport = :{port}'")
+    pid = out.split("pid=")[1].split(",")[0]
+    return str(host.file(f"/proc/{pid}/cgroup").content_string.strip().rsplit("/", 1)[-1])
+
+
+def test_a_changed_unit_restarts_the_service(host) -> None:  # type: ignore[no-untyped-def]
+    tail = _lab().tail
+    unit = "/etc/systemd/system/opampsupervisor.service"
+    before = host.service("opampsupervisor").systemd_properties["MainPID"]
+    host.check_output(f"sed -i 's/^RestartSec=5s$/RestartSec=7s/' {unit}")
+    result = _converge()
+    assert result.returncode == 0, tail(result)
+    assert "RestartSec=5s" in host.file(unit).content_string
+    after = host.service("opampsupervisor").systemd_properties
+    assert after["MainPID"] != before, "the unit changed but the service kept running the old one"
+    assert after["RestartUSec"] == "5s"
+
+
+def test_switching_modes_hands_the_ports_to_the_new_unit(host) -> None:  # type: ignore[no-untyped-def]
+    output, tail = _lab().output, _lab().tail
+    result = _converge("otel_collector_mode=static")
+    assert result.returncode == 0, tail(result)
+    assert not host.file("/etc/systemd/system/opampsupervisor.service").exists
+    assert not host.service("opampsupervisor").is_running
+    assert host.service("otelcol-contrib").is_running and host.service("otelcol-contrib").is_enabled
+    assert _owner_of_port(host, 4317) == "otelcol-contrib.service"
+    assert "port 4317: otelcol-contrib.service" in output(result), tail(result)
+
+    result = _converge()
+    assert result.returncode == 0, tail(result)
+    assert not host.file("/etc/systemd/system/otelcol-contrib.service").exists
+    assert host.service("opampsupervisor").is_running
+    assert _owner_of_port(host, 4317) == "opampsupervisor.service"
+    assert "port 4317: opampsupervisor.service" in output(result), tail(result)
+
+
 def test_state_absent_removes_everything_it_added(host) -> None:  # type: ignore[no-untyped-def]
     """Runs last: converge.yml again with otel_collector_state=absent, then nothing of the role is left."""
     import sys

@@ -13,12 +13,13 @@ description:
   - C(collector) returns a collector config; C(supervisor) an opampsupervisor config; C(release) a dict
     with the pinned release's version, artefact names and download URLs; C(layout) the VM file layout,
     ports and secret variable names that every otelstack role uses; C(firewall) the nftables ruleset of a
-    host from the flows matrix; C(version) the otelstack package version.
+    host from the flows matrix (an error when a platform host of the inventory has no known address);
+    C(firewall_unknown) the platform hosts with no known address; C(version) the otelstack package version.
 options:
   _terms:
     description: >-
-      What to render, one of C(collector), C(supervisor), C(release), C(layout), C(firewall), C(version),
-      C(secrets), C(gateway_names).
+      What to render, one of C(collector), C(supervisor), C(release), C(layout), C(firewall), C(firewall_unknown),
+      C(version), C(secrets), C(gateway_names).
     required: true
   configs_dir:
     description: The configs/ hierarchy.
@@ -74,6 +75,12 @@ options:
     description: For C(firewall), add the addresses of the inventory's hosts (gathered default IPv4/IPv6, IP ansible_host).
     type: bool
     default: true
+  addresses:
+    description:
+      - For C(firewall) and C(firewall_unknown), addresses per host known besides the inventory's facts (the
+        firewall role passes the facts it gathered of hosts outside the play).
+    type: dict
+    default: {}
   host:
     description: For C(firewall), the host name written into the ruleset's header.
     type: str
@@ -196,18 +203,29 @@ def _gateway_names(common, profile):  # type: ignore[no-untyped-def]
 
 
 class LookupModule(LookupBase):
+    @staticmethod
+    def _addresses(variables, groups, opt):  # type: ignore[no-untyped-def]
+        """Addresses per inventory host: its facts and IP ansible_host, plus the `addresses` option."""
+        hostvars = variables["hostvars"]
+        given = opt("addresses") or {}
+        members = sorted({h for hosts in groups.values() for h in hosts})
+        return {
+            name: [*_host_addresses(hostvars, name), *[str(a) for a in given.get(name) or [] if a]] for name in members
+        }
+
     def _firewall(self, nftables, variables, opt):  # type: ignore[no-untyped-def]
         groups = {str(k): [str(h) for h in v] for k, v in (variables.get("groups") or {}).items()}
         sources = {}
         if opt("from_inventory"):
-            hostvars = variables["hostvars"]
-            members = sorted({h for hosts in groups.values() for h in hosts})
-            addresses = {name: _host_addresses(hostvars, name) for name in members}
+            addresses = self._addresses(variables, groups, opt)
             sources, unknown = nftables.inventory_sources(groups, addresses)
             if unknown:
-                display.warning(
-                    "otelstack firewall: no address known for " + ", ".join(unknown)
-                    + " (gather their facts in the same run, or give firewall_sources); they cannot pass"
+                # A ruleset rendered without them would drop every connection they make (with --limit,
+                # an unreachable host or no fact cache): never render from a partial inventory.
+                raise AnsibleLookupError(
+                    "otelstack firewall: no address known for the platform host(s) " + ", ".join(unknown)
+                    + "; gather their facts in the same run (the firewall role does), make them reachable, or give"
+                    " an IP address as their ansible_host; the ruleset is not rendered from a partial inventory"
                 )
         for role, extra in (opt("sources") or {}).items():
             # A non-list is passed through as given, so that the renderer names it in its error.
@@ -243,6 +261,13 @@ class LookupModule(LookupBase):
                     from otelstack.validate.binary import secret_references
 
                     results.append([name for provider, name in secret_references(opt("text")) if provider == "env"])
+                    continue
+                if term == "firewall_unknown":
+                    # The platform hosts (members of a platform-role group) with no known address.
+                    variables = variables or {}
+                    groups = {str(k): [str(h) for h in v] for k, v in (variables.get("groups") or {}).items()}
+                    addresses = self._addresses(variables, groups, opt)
+                    results.append(nftables.inventory_sources(groups, addresses)[1])
                     continue
                 if term == "firewall":
                     results.append(self._firewall(nftables, variables or {}, opt))
@@ -286,7 +311,7 @@ class LookupModule(LookupBase):
                 else:
                     raise AnsibleLookupError(
                         f"otelstack lookup: unknown term {term!r}; allowed: collector, supervisor, release, layout, firewall, "
-                        "version, secrets, gateway_names"
+                        "firewall_unknown, version, secrets, gateway_names"
                     )
                 results.append(rendered.text)
             except (OtelstackError, ValueError) as exc:

@@ -46,4 +46,4 @@ def test_readiness_proves_the_unit_that_holds_the_ports() -> None:
     readiness = next(t for t in gate["block"] if t.get("name") == "Readiness gate on the real listening ports")
     assert readiness["vars"]["common_ports_owned"] is True
     common = (ROOT / "roles/common/tasks/readiness.yml").read_text()
-    assert "/proc/$pid/cgroup" in common and "ss -Hltnp" in common
+    assert 'ss -Hltn --cgroup "sport = :$port"' in common and "*/{{ common_service }}.service) ;;" in common

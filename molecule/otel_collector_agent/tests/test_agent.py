@@ -89,10 +89,9 @@ def _converge(*extra_vars: str):  # type: ignore[no-untyped-def]
 
 
 def _owner_of_port(host, port: int) -> str:  # type: ignore[no-untyped-def]
-    """The systemd unit whose process listens on 127.0.0.1:port (from its cgroup)."""
-    out = host.check_output(f"ss -Hltnp 'sport = :{port}'")
-    pid = out.split("pid=")[1].split(",")[0]
-    return str(host.file(f"/proc/{pid}/cgroup").content_string.strip().rsplit("/", 1)[-1])
+    """The systemd unit whose process listens on the port (the cgroup the kernel records for the socket)."""
+    out = host.check_output(f"ss -Hltn --cgroup 'sport = :{port}'")
+    return str(out.split("cgroup:")[1].split()[0].rsplit("/", 1)[-1])
 
 
 def test_a_changed_unit_restarts_the_service(host) -> None:  # type: ignore[no-untyped-def]

@@ -43,6 +43,7 @@ import yaml
 from aiohttp import web
 from opentelemetry._opamp.proto import opamp_pb2 as pb
 
+from otelstack.dist.locate import locate
 from otelstack.opamp import protocol
 from otelstack.opamp.server import FLEET, build_app, ssl_context
 from otelstack.opamp.settings import ServerSettings
@@ -60,12 +61,12 @@ LISTEN = re.compile(r"^(0\.0\.0\.0|127\.0\.0\.1|localhost|\[::\])?:(\d+)$")
 
 
 def real_program(name: str) -> Path:
-    """The real program built from its Go module; the test is skipped when it has not been built."""
-    explicit = os.environ.get(PROGRAM_ENV[name])
-    path = Path(explicit) if explicit else ROOT / ".cache" / "bin" / name
-    if path.exists() and os.access(path, os.X_OK):
-        return path.resolve()
-    pytest.skip(f"the real {name} is not built here: run `make binaries` (or set ${PROGRAM_ENV[name]})")
+    """The real program built from its Go module, found like `otelstack validate` finds it ($OTELSTACK_…,
+    .cache/bin, the build cache). The test fails when it has not been built: it is what users run."""
+    found = locate(name)
+    if found is None:
+        pytest.fail(f"the real {name} is not built here: run `make binaries` (or set ${PROGRAM_ENV[name]})")
+    return Path(found).resolve()
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, interval: float = 0.25) -> Any:

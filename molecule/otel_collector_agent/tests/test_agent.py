@@ -14,12 +14,30 @@ VERSION = otelcol_contrib().version
 SUPERVISOR_VERSION = str(catalog().build["supervisor_version"]).removeprefix("v")  # what `otelstack dist` builds
 
 
-def test_config_on_the_host_is_byte_identical_to_plan(host) -> None:  # type: ignore[no-untyped-def]
-    expected = render_agent_config(ROOT / "configs", "dev", "lab", profile="agent-vm")
+def plan(tmp_path_factory, region: str | None):  # type: ignore[no-untyped-def]
+    """`otelstack plan` run as its own process (the CLI a user runs), into a fresh directory."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("plan")
+    args = [str(Path(sys.executable).parent / "otelstack"), "plan", "--env", "dev", "--configs", str(ROOT / "configs")]
+    args += ["--region", region] if region else []
+    subprocess.run([*args, "--out", str(out / "build"), "--quiet"], check=True, timeout=600)
+    return out / "build"
+
+
+def test_config_on_the_host_is_byte_identical_to_plan(host, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    built = plan(tmp_path_factory, "lab")
     config = host.file("/etc/otelcol-contrib/agent-vm.yaml")
-    assert config.sha256sum == expected.sha256, "the file differs from `otelstack plan` output"
+    expected = hashlib.sha256((built / "collector" / "agent-vm.yaml").read_bytes()).hexdigest()
+    assert config.sha256sum == expected, "the file differs from `otelstack plan` output"
     assert (config.user, config.group, config.mode) == ("root", "otelcol", 0o640)
     supervisor = host.file("/etc/otelcol-contrib/supervisor.yaml")
+    assert supervisor.sha256sum == hashlib.sha256((built / "supervisor" / "agent-vm.yaml").read_bytes()).hexdigest()
+    # The renderer in this process agrees (the lookup plugin calls it): a second, independent witness.
+    assert config.sha256sum == render_agent_config(ROOT / "configs", "dev", "lab", profile="agent-vm").sha256
     assert supervisor.sha256sum == render_supervisor_config(ROOT / "configs", "dev", "lab").sha256
 
 
@@ -49,12 +67,39 @@ def test_supervisor_runs_the_collector_hardened(host) -> None:  # type: ignore[n
     assert host.run("pgrep -u otelcol -f /opt/otelcol-contrib/active/otelcol-contrib").rc == 0
 
 
-def test_listens_on_the_rendered_ports(host) -> None:  # type: ignore[no-untyped-def]
-    for spec in ("tcp://127.0.0.1:4317", "tcp://127.0.0.1:4318", "tcp://0.0.0.0:13133", "tcp://0.0.0.0:8888"):
-        assert host.socket(spec).is_listening, spec
-    assert "Server available" in host.check_output(
-        "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:13133/').read().decode())\""
-    )
+# Each listener must answer in its own protocol: OTLP/HTTP accepts an export, the OTLP gRPC port speaks
+# HTTP/2 (its SETTINGS frame answers the client preface), health_check and the self-metrics endpoint
+# answer with their formats. An open socket or a banner proves nothing about which program is behind it.
+PROTOCOL_PROBE = r"""
+import json, socket, urllib.request
+out = {}
+req = urllib.request.Request("http://127.0.0.1:4318/v1/traces", data=b'{"resourceSpans":[]}',
+                             headers={"Content-Type": "application/json"}, method="POST")
+with urllib.request.urlopen(req, timeout=5) as r:
+    out["otlp_http"] = [r.status, r.headers.get("Content-Type"), json.loads(r.read() or b"{}")]
+s = socket.create_connection(("127.0.0.1", 4317), timeout=5)
+s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+frame = s.recv(9)
+s.close()
+out["otlp_grpc_frame_type"] = frame[3] if len(frame) == 9 else None
+with urllib.request.urlopen("http://127.0.0.1:13133/", timeout=5) as r:
+    out["health"] = json.loads(r.read())
+with urllib.request.urlopen("http://127.0.0.1:8888/metrics", timeout=5) as r:
+    out["metrics"] = [line for line in r.read().decode().splitlines() if line.startswith("otelcol_process_uptime")][:1]
+print(json.dumps(out))
+"""
+
+
+def test_listeners_answer_in_their_protocols(host) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    out = json.loads(host.check_output("python3 -c %s", PROTOCOL_PROBE))
+    status, content_type, body = out["otlp_http"]
+    assert status == 200 and content_type == "application/json", out
+    assert set(body) <= {"partialSuccess"}, out  # an ExportTraceServiceResponse
+    assert out["otlp_grpc_frame_type"] == 4, out  # HTTP/2 SETTINGS: a gRPC server, not any TCP listener
+    assert out["health"]["status"] == "Server available", out
+    assert out["metrics"], out  # the collector's own Prometheus metrics
 
 
 def test_secrets_only_in_the_0600_env_file(host) -> None:  # type: ignore[no-untyped-def]

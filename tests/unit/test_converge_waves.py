@@ -24,7 +24,7 @@ def test_gateways_converge_in_waves_and_stop_at_the_first_failure() -> None:
 def test_the_readiness_gate_restores_the_last_good_config() -> None:
     tasks = yaml.safe_load((ROOT / "roles/otel_collector/tasks/present.yml").read_text())
     block = next(t for t in tasks if "block" in t and any("readiness" in str(b) for b in t["block"]))
-    assert [t.get("ansible.builtin.meta") for t in block["block"]][0] == "flush_handlers"
+    assert next(t.get("ansible.builtin.meta") for t in block["block"]) == "flush_handlers"
     restore = next(t for t in block["rescue"] if "ansible.builtin.copy" in t)
     assert restore["ansible.builtin.copy"]["src"].endswith(".last-good")
     assert restore["ansible.builtin.copy"]["remote_src"] is True

@@ -59,7 +59,9 @@ def test_unknown_hosts_are_listed_for_the_role() -> None:
 
 
 def test_every_address_known_renders_them() -> None:
-    variables = _variables(**{"gw-1": SEEN, "agent-1": {"ansible_host": "10.0.0.7"}, "agent-2": {"ansible_host": "10.0.0.8"}})
+    variables = _variables(
+        **{"gw-1": SEEN, "agent-1": {"ansible_host": "10.0.0.7"}, "agent-2": {"ansible_host": "10.0.0.8"}}
+    )
     assert _lookup().run(["firewall_unknown"], variables) == [[]]
     (ruleset,) = _lookup().run(["firewall"], variables, host="gw-1")
     assert "10.0.0.7" in ruleset and "10.0.0.8" in ruleset

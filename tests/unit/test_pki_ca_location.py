@@ -37,7 +37,15 @@ def _run(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
         "HOME": str(tmp_path / "home"),
     }
-    args = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
+    args = [
+        str(ANSIBLE_PLAYBOOK),
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+    ]
     args.append(str(playbook))
     for key, value in extra.items():
         args += ["-e", f"{key}={value}"]

@@ -26,19 +26,23 @@ from tests.opamp.conftest import CONFIGS, free_port, settings
 from tests.opamp.fleet_sim import Clock, Sim
 
 
-def pg_store(url: str, server_id: str = "replica-a") -> PostgresStore:
+def pg_store(url: str, server_id: str = "replica-a", *, batched: bool = False, flush_s: float = 0.1) -> PostgresStore:
     return PostgresStore(
-        f"{url}?password={pgcluster.PASSWORD}&application_name={APPLICATION_PREFIX}{server_id}", url, server_id
+        f"{url}?password={pgcluster.PASSWORD}&application_name={APPLICATION_PREFIX}{server_id}",
+        url,
+        server_id,
+        batched=batched,
+        flush_s=flush_s,
     )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql-batched"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FleetStore]:
     opened: FleetStore
     if request.param == "sqlite":
         opened = SqliteStore(tmp_path / "fleet.db")
     else:
-        opened = pg_store(request.getfixturevalue("pg_url"))
+        opened = pg_store(request.getfixturevalue("pg_url"), batched=request.param.endswith("batched"))
     try:
         yield opened
     finally:
@@ -161,6 +165,60 @@ def test_a_lost_connection_is_opened_again(pg_url: str, pg: pgcluster.PgCluster)
         )
     store.put_agent(AgentRecord(uid="after"))
     assert store.get_agent("after") is not None
+
+
+def test_a_batched_store_writes_agents_behind_in_batches_and_never_over_a_newer_record(pg_url: str) -> None:
+    """A server's store: a new record is in the database at once, later writes of it by the writer thread
+    (or at flush/close), read back here meanwhile; a batch does not overwrite what another replica wrote since
+    (a later last_seen); a copy kept here is read until the fleet drops it."""
+    a, b = pg_store(pg_url, "a", batched=True, flush_s=0), pg_store(pg_url, "b")  # a: flushed by the test
+    agent = AgentRecord(uid="x", owner="dev", last_seen=100.0)
+    a.put_agent(agent)
+    assert b.get_agent("x") == agent  # new: written before the answer
+    agent.healthy, agent.last_seen = True, 110.0
+    a.put_agent(agent)
+    seen = b.get_agent("x")
+    assert seen is not None and seen.healthy is None  # pending
+    assert a.get_agent("x") == agent and a.get_agents(["x"]) == {"x": agent}
+    a.flush()
+    assert b.get_agent("x") == agent
+
+    moved = AgentRecord(**{**vars(agent), "server": "b", "last_seen": 120.0})
+    b.put_agent(moved)  # the agent spoke to b since
+    a.put_agent(AgentRecord(**{**vars(agent), "connected": False}))  # a's stale view, last_seen 110
+    a.flush()
+    assert b.get_agent("x") == moved
+    assert a.get_agent("x") != moved  # a's copy, until the fleet drops it
+    a.forget_cached("x")
+    assert a.get_agent("x") == moved
+
+    later = AgentRecord(**{**vars(moved), "server": "a", "last_seen": 130.0})
+    a.put_agent(later)
+    assert a.count_agents_by_owner() == {"dev": 1} and b.get_agent("x") == later  # bulk reads write first
+    a.put_agent(AgentRecord(**{**vars(later), "last_seen": 140.0}))
+    a.close()  # a stopping server writes what is pending
+    stored = b.get_agent("x")
+    assert stored is not None and stored.last_seen == 140.0
+    b.close()
+
+
+def test_a_batched_store_writes_again_on_a_new_connection(pg_url: str, pg: pgcluster.PgCluster) -> None:
+    store = pg_store(pg_url, "writer", batched=True, flush_s=0)
+    store.put_agent(AgentRecord(uid="y", last_seen=1.0))
+    store.put_agent(AgentRecord(uid="y", last_seen=2.0))
+    store.flush()
+    with pg.connect() as admin:  # the writer's connection dies: the batch is written on a new one
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (APPLICATION_PREFIX + "writer",),
+        )
+    store.put_agent(AgentRecord(uid="y", last_seen=3.0))
+    store.flush()
+    check = pg_store(pg_url, "check")
+    found = check.get_agent("y")
+    assert found is not None and found.last_seen == 3.0
+    store.close()
+    check.close()
 
 
 def test_an_unreachable_database_is_named_without_a_traceback_or_the_password(tmp_path: Path) -> None:

@@ -146,6 +146,8 @@ class Fleet:
             uid_bytes = session.assigned_uid
             response.agent_identification.new_instance_uid = uid_bytes
         uid = protocol.uid_text(uid_bytes)
+        if session.fresh:  # a new connection: the agent may have spoken to another replica meanwhile
+            self.store.forget_cached(uid)
         agent = self.store.get_agent(uid)
         full_state = False
         if agent is not None and token_environment is not None and self.owner(agent) not in ("", token_environment):
@@ -534,10 +536,12 @@ class Fleet:
         """Another replica announced a change: an agent's (push it if it is connected here), a rollout's or
         the baselines (refresh them; the push loop then pushes to every agent here); no topic: anything."""
         if topic == "agent":
+            self.store.forget_cached(key)
             self.dirty.add(key)
         else:
             self.rollouts.refresh(topic, key)
             if not topic:
+                self.store.forget_cached()
                 self._owned = None
                 self._changes += 1
 
@@ -560,6 +564,7 @@ class Fleet:
         if agent is not None and agent.connected and agent.server == self.settings.server_id:
             agent.connected = False
             self.store.put_agent(agent)
+        self.store.forget_cached(uid)  # its next connection may be to another replica
 
     def forget(self, uid: str) -> bool:
         """Delete an agent's record; False when there is none."""

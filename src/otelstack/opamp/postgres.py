@@ -2,8 +2,9 @@
 
 The same records as the SQLite store (``otelstack.opamp.store``), as JSONB documents keyed by id, with
 the same columns next to an agent's document. Each call is one statement on one connection in
-autocommit mode: a committed write is visible to every replica at once. A dropped connection (a
-database restart or fail-over) is opened again on the next call.
+autocommit mode: a committed write is visible to every replica at once (agent records of a batched
+store: within FLUSH_S, below). A dropped connection (a database restart or fail-over) is opened again on
+the next call.
 
 What differs from SQLite, because several processes write:
 
@@ -17,12 +18,33 @@ What differs from SQLite, because several processes write:
 
 The schema is versioned in the table ``schema_version`` (one row); a server migrates an older database
 in one transaction under an advisory lock, so replicas started together migrate it once.
+
+A server opens the store ``batched`` (``open_store``), so that an agent's message costs no round trip on
+the event loop:
+
+- a new agent record is written at once (its owner, from the first message, is known to every replica
+  before the agent is answered, and a rollout started anywhere selects it);
+- the other agent writes are behind: ``put_agent`` keeps the record in memory and a writer thread, on a
+  connection of its own, writes everything pending every FLUSH_S in one multi-row statement (sooner
+  when BATCH_MAX records wait; past PENDING_MAX the caller writes them itself, so memory stays bounded
+  while the database is slow or gone). A batch row never overwrites a newer record another replica
+  wrote (its ``last_seen`` is later): an agent that moved replica keeps what the new one wrote;
+- an agent's record, once read or written here, is read from memory while it speaks to this replica;
+  the fleet drops that copy when the agent opens a new connection, when another replica announces a
+  change to it (``forget_cached``) and when its WebSocket here closes; reads of several records overlay
+  the writes still pending; bulk statements (counts, expiry, connection resets) write them first;
+- what is decided for many agents or must be durable before the answer goes out stays synchronous:
+  rollouts, baselines, meta, configs (each hash once per process), deletions.
+
+``kill -9`` of a replica loses at most its last FLUSH_S of agent writes, which agents restore by
+reporting again (the next replica asks for their full state after a sequence gap).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -63,6 +85,30 @@ CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
 MIGRATIONS: tuple[str, ...] = (_V1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# Write-behind of agent records (a batched store): how often the writer thread writes what is pending,
+# how many pending records make it write at once, and past how many the caller writes them itself.
+FLUSH_S = 0.1
+BATCH_MAX = 2_000
+PENDING_MAX = 20_000
+# Agent records kept in memory at most (those that spoke to this replica); past it, forgotten at once.
+CACHE_MAX = 200_000
+# After a failed batch, the writer waits this long before it tries again.
+RETRY_S = 1.0
+
+# One statement for a whole batch, its rows given as one JSON array of [uid, owner, described, first_seen,
+# document] (one text parameter: no per-row parameter to quote); a row never overwrites a record whose
+# last_seen is later (another replica heard from the agent since).
+_UPSERT_MANY = (
+    "INSERT INTO agents (uid, doc, owner, described, first_seen) "
+    "SELECT r->>0, r->4, r->>1, (r->>2)::boolean, (r->>3)::double precision "
+    "FROM jsonb_array_elements(%s::jsonb) AS r "
+    "ON CONFLICT (uid) DO UPDATE SET doc = excluded.doc, owner = excluded.owner, "
+    "described = excluded.described, first_seen = excluded.first_seen "
+    "WHERE COALESCE((agents.doc->>'last_seen')::double precision, 0) "
+    "<= COALESCE((excluded.doc->>'last_seen')::double precision, 0)"
+)
+
+
 T = TypeVar("T")
 
 
@@ -84,14 +130,33 @@ class PostgresStore:
 
     shared = True
 
-    def __init__(self, conninfo: str, where: str, server_id: str) -> None:
+    def __init__(
+        self, conninfo: str, where: str, server_id: str, *, batched: bool = False, flush_s: float = FLUSH_S
+    ) -> None:
+        """``batched``: agent records written behind and kept in memory (a server's store), by a writer
+        thread every ``flush_s`` (0: only at ``flush``, before bulk statements and at ``close``)."""
         self._conninfo, self.where, self.server_id = conninfo, where, server_id
+        self.batched, self.flush_s = batched, flush_s
         self._db = connect(conninfo, where)
         try:
             self.migrate(self._db, where)
         except BaseException:
             self._db.close()
             raise
+        # Batched: the writer's connection, the records not yet written (uid -> document, columns), the
+        # batch being written, and the records read or written here (uid -> document).
+        self._writer_db: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()  # the three dicts
+        self._flushing = threading.Lock()  # held while a batch is written: one at a time, in order
+        self._pending: dict[str, tuple[str, tuple[str, bool, float]]] = {}
+        self._writing: dict[str, tuple[str, tuple[str, bool, float]]] = {}
+        self._cache: dict[str, str] = {}
+        self._configs: set[str] = set()  # config hashes stored (a hash names one text: written once)
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._writer: threading.Thread | None = None
+        if batched and flush_s > 0:
+            self._writer = threading.Thread(target=self._write_behind, name="opamp-registry-writer", daemon=True)
+            self._writer.start()
 
     @staticmethod
     def migrate(db: psycopg.Connection[Any], where: str) -> None:
@@ -123,18 +188,27 @@ class PostgresStore:
         row = self._run(lambda db: db.execute("SELECT version FROM schema_version").fetchone())
         return 0 if row is None else int(row[0])
 
-    def _run(self, call: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """``call`` on the connection; once more on a new connection when the old one was lost."""
-        if self._db.closed or self._db.broken:
-            self._db = connect(self._conninfo, self.where)
+    def _run(self, call: Callable[[psycopg.Connection[Any]], T], writer: bool = False) -> T:
+        """``call`` on the connection (the writer thread's: ``writer``); once more on a new connection when
+        the old one was lost."""
+        db = self._writer_db if writer else self._db
+        if db is None or db.closed or db.broken:
+            db = self._reconnect(writer)
         try:
-            return call(self._db)
+            return call(db)
         except psycopg.OperationalError as exc:
-            if not (self._db.closed or self._db.broken):
+            if not (db.closed or db.broken):
                 raise StoreError(f"PostgreSQL registry at {self.where}: {_first_line(exc)}") from exc
             log.warning("PostgreSQL registry at %s: connection lost (%s); connecting again", self.where, exc)
-            self._db = connect(self._conninfo, self.where)
-            return call(self._db)
+            return call(self._reconnect(writer))
+
+    def _reconnect(self, writer: bool) -> psycopg.Connection[Any]:
+        db = connect(self._conninfo, self.where)
+        if writer:
+            self._writer_db = db
+        else:
+            self._db = db
+        return db
 
     def _one(self, query: str, params: tuple[Any, ...]) -> Any:
         row = self._run(lambda db: db.execute(query.encode(), params).fetchone())
@@ -149,21 +223,128 @@ class PostgresStore:
     # --- agents ------------------------------------------------------------------------------------
 
     def get_agent(self, uid: str) -> AgentRecord | None:
-        doc = self._one("SELECT doc FROM agents WHERE uid = %s", (uid,))
-        return None if doc is None else record(AgentRecord, doc)
+        if not self.batched:
+            doc = self._one("SELECT doc FROM agents WHERE uid = %s", (uid,))
+            return None if doc is None else record(AgentRecord, doc)
+        with self._lock:
+            text = self._unwritten(uid) or self._cache.get(uid)
+        if text is None:
+            text = self._one("SELECT doc::text FROM agents WHERE uid = %s", (uid,))
+            if text is None:
+                return None
+            self._keep(uid, str(text))
+        return record(AgentRecord, str(text))
+
+    def _unwritten(self, uid: str) -> str | None:
+        """The document of a record written here and not yet in the database (hold ``_lock``)."""
+        row = self._pending.get(uid) or self._writing.get(uid)
+        return None if row is None else row[0]
+
+    def _keep(self, uid: str, text: str) -> None:
+        with self._lock:
+            if len(self._cache) >= CACHE_MAX:
+                self._cache.clear()
+            self._cache[uid] = text
 
     def get_agents(self, uids: list[str]) -> dict[str, AgentRecord]:
         rows = self._all("SELECT doc FROM agents WHERE uid = ANY(%s)", (list(uids),))
-        return {agent.uid: agent for agent in (record(AgentRecord, doc) for (doc,) in rows)}
+        found = {agent.uid: agent for agent in (record(AgentRecord, doc) for (doc,) in rows)}
+        if self.batched:  # what this replica wrote and has not yet written to the database is newer
+            with self._lock:
+                unwritten = {uid: text for uid in uids if (text := self._unwritten(uid)) is not None}
+            found.update((uid, record(AgentRecord, text)) for uid, text in unwritten.items())
+        return found
 
     def put_agent(self, agent: AgentRecord) -> None:
         doc = vars(agent)
+        if self.batched:
+            text = json.dumps(doc)
+            with self._lock:
+                known = agent.uid in self._cache or self._unwritten(agent.uid) is not None
+            if not known:  # a new record (or one not read here): in the database before the answer
+                self._upsert(agent.uid, text, doc)
+                self._keep(agent.uid, text)
+                return
+            with self._lock:
+                self._pending[agent.uid] = (text, self._columns(doc))
+                if len(self._cache) >= CACHE_MAX:
+                    self._cache.clear()
+                self._cache[agent.uid] = text
+                waiting = len(self._pending)
+            if waiting >= PENDING_MAX:  # the writer does not keep up (or the database is gone): wait for it
+                self.flush()
+            elif waiting >= BATCH_MAX:
+                self._wake.set()
+            return
+        self._upsert(agent.uid, json.dumps(doc), doc)
+
+    def _upsert(self, uid: str, text: str, doc: dict[str, Any]) -> None:
         self._exec(
             "INSERT INTO agents (uid, doc, owner, described, first_seen) VALUES (%s, %s::jsonb, %s, %s, %s) "
             "ON CONFLICT (uid) DO UPDATE SET doc = excluded.doc, owner = excluded.owner, "
             "described = excluded.described, first_seen = excluded.first_seen",
-            (agent.uid, json.dumps(doc), *self._columns(doc)),
+            (uid, text, *self._columns(doc)),
         )
+
+    def forget_cached(self, uid: str = "") -> None:
+        """Drop the copy of an agent's record kept here ("": of every agent); what is pending is still
+        written, and read until it is."""
+        with self._lock:
+            if uid:
+                self._cache.pop(uid, None)
+            else:
+                self._cache.clear()
+
+    def flush(self) -> None:
+        """Write the pending agent records now, in one statement (after a batch being written)."""
+        with self._flushing:
+            with self._lock:
+                batch, self._pending = self._pending, {}
+                self._writing = batch
+            if not batch:
+                return
+            try:
+                rows = ",".join(
+                    f"[{json.dumps(uid)},{json.dumps(owner)},{json.dumps(described)},{json.dumps(first_seen)},{text}]"
+                    for uid, (text, (owner, described, first_seen)) in batch.items()
+                )
+                self._run(lambda db: db.execute(_UPSERT_MANY.encode(), (f"[{rows}]",)), writer=True)
+            except BaseException:
+                with self._lock:  # written again with the next batch, unless written anew meanwhile
+                    for uid, row in batch.items():
+                        self._pending.setdefault(uid, row)
+                raise
+            finally:
+                with self._lock:
+                    self._writing = {}
+
+    def _write_behind(self) -> None:
+        """The writer thread: what is pending, every flush_s (or as soon as BATCH_MAX records wait)."""
+        failing = False
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception as exc:
+                if not failing:
+                    log.error(
+                        "PostgreSQL registry at %s: agent records not written (%s); retrying every %.0f s",
+                        self.where,
+                        _first_line(exc),
+                        RETRY_S,
+                    )
+                failing = True
+                self._stop.wait(RETRY_S)
+                continue
+            if failing:
+                log.warning("PostgreSQL registry at %s: agent records written again", self.where)
+                failing = False
+
+    def _settle(self) -> None:
+        """Before a statement over many records: what is pending is in the database."""
+        if self.batched:
+            self.flush()
 
     @staticmethod
     def _columns(doc: dict[str, Any]) -> tuple[str, bool, float]:
@@ -171,24 +352,36 @@ class PostgresStore:
         return owner, bool(described), first_seen
 
     def list_agents(self) -> list[AgentRecord]:
+        self._settle()
         return [record(AgentRecord, doc) for (doc,) in self._all("SELECT doc FROM agents ORDER BY uid")]
 
     def delete_agent(self, uid: str) -> bool:
-        return self._exec("DELETE FROM agents WHERE uid = %s", (uid,)) > 0
+        with self._flushing:  # a batch being written lands before the deletion
+            with self._lock:
+                unwritten = self._pending.pop(uid, None) is not None
+                self._cache.pop(uid, None)
+            return self._exec("DELETE FROM agents WHERE uid = %s", (uid,)) > 0 or unwritten
 
     def count_agents_by_owner(self) -> dict[str, int]:
+        self._settle()
         return {str(owner): int(n) for owner, n in self._all("SELECT owner, COUNT(*) FROM agents GROUP BY owner")}
 
     def delete_incomplete_agents(self, first_seen_before: float) -> list[AgentRecord]:
+        self._settle()
         rows = self._all(
             "DELETE FROM agents WHERE NOT described AND first_seen < %s "
             "AND COALESCE(doc->'attributes', '{}'::jsonb) = '{}'::jsonb RETURNING doc",
             (first_seen_before,),
         )
-        return [record(AgentRecord, doc) for (doc,) in rows]
+        gone = [record(AgentRecord, doc) for (doc,) in rows]
+        for agent in gone:
+            self.forget_cached(agent.uid)
+        return gone
 
     def reset_connections(self) -> int:
         """Agents marked connected to a server process that is gone (not connected to the database)."""
+        self._settle()
+        self.forget_cached()  # the statement changes records kept here
         return self._exec(
             "UPDATE agents SET doc = jsonb_set(doc, '{connected}', 'false') "
             "WHERE doc->'connected' = 'true'::jsonb AND COALESCE(doc->>'server', '') NOT IN ("
@@ -219,7 +412,10 @@ class PostgresStore:
         return [record(RolloutRecord, doc) for (doc,) in self._all("SELECT doc FROM rollouts ORDER BY created")]
 
     def put_config(self, config_hash: str, text: str) -> None:
+        if config_hash in self._configs:  # offered before: stored before
+            return
         self._exec("INSERT INTO configs (hash, text) VALUES (%s, %s) ON CONFLICT DO NOTHING", (config_hash, text))
+        self._configs.add(config_hash)
 
     def get_config(self, config_hash: str) -> str | None:
         text = self._one("SELECT text FROM configs WHERE hash = %s", (config_hash,))
@@ -239,4 +435,15 @@ class PostgresStore:
         self._exec("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.server_id} {topic} {key}"))
 
     def close(self) -> None:
+        """Stop the writer and write what is pending (a stopping server loses no agent write)."""
+        self._stop.set()
+        self._wake.set()
+        if self._writer is not None:
+            self._writer.join(timeout=10)
+        try:
+            self.flush()
+        except Exception as exc:
+            log.error("PostgreSQL registry at %s: agent records not written at stop: %s", self.where, exc)
+        if self._writer_db is not None:
+            self._writer_db.close()
         self._db.close()

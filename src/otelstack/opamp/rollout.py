@@ -90,6 +90,8 @@ class Rollouts:
         # Agents of the current wave known to have applied it healthy ("<rollout>:<wave>" -> uids), so
         # a report costs one lookup, not a scan of the wave.
         self._settled: dict[str, set[str]] = {}
+        # (rollout, wave, its wave list) -> the agents released up to that wave (released_to).
+        self._released: tuple[tuple[str, int, int], frozenset[str]] = (("", -1, 0), frozenset())
         # Changes whenever the baselines do (the push loop compares it).
         self.baselines_version = 0
         self.errors = OnceLog()
@@ -182,7 +184,11 @@ class Rollouts:
         self.store.notify("rollout", rollout.id)
 
     def released_to(self, rollout: RolloutRecord, uid: str) -> bool:
-        return any(uid in wave for wave in rollout.waves[: rollout.current_wave + 1])
+        # Asked for every agent on every message and push: the released agents as a set, per wave.
+        key = (rollout.id, rollout.current_wave, id(rollout.waves))
+        if self._released[0] != key:
+            self._released = (key, frozenset(u for wave in rollout.waves[: rollout.current_wave + 1] for u in wave))
+        return uid in self._released[1]
 
     def config_target(self, agent: AgentRecord) -> dict[str, str]:
         target = self.baseline(agent)

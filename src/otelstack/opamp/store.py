@@ -153,14 +153,24 @@ class FleetStore(Protocol):
         for ``key``; nothing when the registry is not shared."""
         ...
 
+    def forget_cached(self, uid: str = "") -> None:
+        """A store that keeps agent records in memory (PostgreSQL, batched) drops its copy of ``uid``'s
+        ("": of every agent's), which another server may have changed: the next read goes to the registry."""
+        ...
+
     def close(self) -> None: ...
+
+
+_FIELDS: dict[type, frozenset[str]] = {}  # the field names of each record kind (record(), per message)
 
 
 def record(kind: type[R], doc: str | dict[str, Any]) -> R:
     """A stored document as its record: fields added since it was written take their defaults, and fields
     it has that this version does not know (written by a newer server) are ignored, so the registry
     survives upgrades and a rollback of the server."""
-    known = {f.name for f in dataclasses.fields(kind)}
+    known = _FIELDS.get(kind)
+    if known is None:
+        known = _FIELDS[kind] = frozenset(f.name for f in dataclasses.fields(kind))
     data = json.loads(doc) if isinstance(doc, str) else doc
     return kind(**{k: v for k, v in data.items() if k in known})
 
@@ -362,6 +372,9 @@ class SqliteStore:
     def notify(self, topic: str, key: str = "") -> None:
         """One server per SQLite registry: nobody else to tell."""
 
+    def forget_cached(self, uid: str = "") -> None:
+        """Every read is the file's: nothing kept apart."""
+
     def close(self) -> None:
         self._db.close()
 
@@ -384,4 +397,4 @@ def open_store(settings: ServerSettings, server_id: str = "") -> FleetStore:
             "install otelstack with the postgresql extra: pip install 'otelstack[postgresql]'"
         ) from exc
     pg = settings.postgresql
-    return PostgresStore(pg.conninfo(APPLICATION_PREFIX + server_id), pg.where, server_id)
+    return PostgresStore(pg.conninfo(APPLICATION_PREFIX + server_id), pg.where, server_id, batched=True)

@@ -14,12 +14,13 @@ description:
     with the pinned release's version, artefact names and download URLs; C(layout) the VM file layout,
     ports and secret variable names that every otelstack role uses; C(firewall) the nftables ruleset of a
     host from the flows matrix (an error when a platform host of the inventory has no known address);
-    C(firewall_unknown) the platform hosts with no known address; C(version) the otelstack package version.
+    C(firewall_unknown) the platform hosts with no known address; C(version) the otelstack package version;
+    C(sizing) the sizing model's figures per tier (memory limits, GOMEMLIMIT, queues) for the spec.
 options:
   _terms:
     description: >-
       What to render, one of C(collector), C(supervisor), C(release), C(layout), C(firewall), C(firewall_unknown),
-      C(version), C(secrets), C(gateway_names).
+      C(version), C(secrets), C(gateway_names), C(sizing).
     required: true
   configs_dir:
     description: The configs/ hierarchy.
@@ -300,6 +301,14 @@ class LookupModule(LookupBase):
                         profile=opt("profile"), agent=opt("agent") or None,
                         variant=opt("variant"),
                     )
+                elif term == "sizing":
+                    # The sizing model's figures for the platform (per tier: memory_limit_mib, gomemlimit_mib, ...).
+                    from otelstack.model.loader import load_spec
+                    from otelstack.sizing import size_platform
+
+                    spec = load_spec(common["configs_dir"], common["env"], common["region"], agent=opt("agent") or None)
+                    results.append(size_platform(spec).to_dict())
+                    continue
                 elif term == "gateway_names":
                     results.append(_gateway_names(common, opt("profile")))
                     continue
@@ -311,7 +320,7 @@ class LookupModule(LookupBase):
                 else:
                     raise AnsibleLookupError(
                         f"otelstack lookup: unknown term {term!r}; allowed: collector, supervisor, release, layout, firewall, "
-                        "firewall_unknown, version, secrets, gateway_names"
+                        "firewall_unknown, version, secrets, gateway_names, sizing"
                     )
                 results.append(rendered.text)
             except (OtelstackError, ValueError) as exc:

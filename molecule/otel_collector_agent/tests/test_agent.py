@@ -102,6 +102,15 @@ def test_listeners_answer_in_their_protocols(host) -> None:  # type: ignore[no-u
     assert out["metrics"], out  # the collector's own Prometheus metrics
 
 
+def test_the_agent_may_read_the_logs_it_collects(host) -> None:  # type: ignore[no-untyped-def]
+    # Debian gives /var/log/syslog (rsyslog) and the journal's readers to adm: the agent runs with it.
+    assert host.service("opampsupervisor").systemd_properties["SupplementaryGroups"] == "adm"
+    adm = host.group("adm").gid
+    pid = host.check_output("pgrep -u otelcol -f -o /opt/otelcol-contrib/active/otelcol-contrib")
+    groups = host.check_output(f"grep ^Groups: /proc/{pid}/status").split()[1:]
+    assert str(adm) in groups, groups
+
+
 def test_secrets_only_in_the_0600_env_file(host) -> None:  # type: ignore[no-untyped-def]
     env = host.file("/etc/otelcol-contrib/otelcol.env")
     assert (env.user, env.mode) == ("root", 0o600)

@@ -226,11 +226,14 @@ class Rollouts:
         canary: int = 1,
         waves: list[int] | None = None,
         wave_timeout_s: float = 300.0,
+        registry: list[AgentRecord] | None = None,
     ) -> RolloutRecord:
+        """``registry``: every agent record, when the caller just listed them (else they are listed here)."""
         current = self.running()
         if current is not None:
             raise RolloutError(f"rollout {current.id} is still running; abort it or wait for it to finish")
-        agents = [a for a in self.store.list_agents() if matches(a, selector)]
+        listed = self.store.list_agents() if registry is None else registry
+        agents = [a for a in listed if matches(a, selector)]
         if not agents:
             raise RolloutError(f"no agent matches {selector}")
         expected: dict[str, str] = {}

@@ -415,7 +415,8 @@ async def start_rollout(request: web.Request) -> web.Response:
         body = await _body(request)
         if not isinstance(body, dict):
             return _json({"error": "the request body must be a JSON object"}, 400)
-        problem = _selector_problem(fleet.store.list_agents(), body.get("selector", {}))
+        registry = fleet.store.list_agents()  # listed once: checked here, selected from by the rollout
+        problem = _selector_problem(registry, body.get("selector", {}))
         if problem is not None:
             return _json({"error": problem}, 400)
         checked = api.rollout_request(body)
@@ -426,6 +427,7 @@ async def start_rollout(request: web.Request) -> web.Response:
             canary=checked.canary,
             waves=list(checked.waves),
             wave_timeout_s=checked.wave_timeout_s or state.settings.wave_timeout_s,
+            registry=registry,
         )
     except (api.ApiError, RolloutError) as exc:
         return _json({"error": str(exc)}, 400)

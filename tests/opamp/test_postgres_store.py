@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from otelstack.opamp import postgres
-from otelstack.opamp.fleet import Fleet, FleetSettings
+from otelstack.opamp.fleet import OPERATOR_FIELDS, Fleet, FleetSettings
 from otelstack.opamp.postgres import APPLICATION_PREFIX, PostgresStore
 from otelstack.opamp.rollout import RolloutError
 from otelstack.opamp.settings import PostgresSettings
@@ -222,6 +222,44 @@ def test_a_batched_store_writes_again_on_a_new_connection(pg_url: str, pg: pgclu
     check = pg_store(pg_url, "check")
     found = check.get_agent("y")
     assert found is not None and found.last_seen == 3.0
+    store.close()
+    check.close()
+
+
+def test_an_operators_change_announced_by_another_replica_survives_the_pending_write(pg_url: str) -> None:
+    a, b = pg_store(pg_url, "a", batched=True, flush_s=0), pg_store(pg_url, "b")
+    for uid in ("x", "gone"):
+        a.put_agent(AgentRecord(uid=uid, server="a", last_seen=1.0))
+        a.put_agent(AgentRecord(uid=uid, server="a", last_seen=2.0))  # a heartbeat, pending on a
+    b.put_agent(AgentRecord(uid="x", server="a", last_seen=1.0, pending_command="restart", overrides={"k": 1}))
+    b.delete_agent("gone")
+    for uid in ("x", "gone"):
+        a.refresh_agent(uid, OPERATOR_FIELDS)  # as the fleet does when b's notification arrives
+    assert a.get_agent("gone") is None
+    a.flush()
+    stored = b.get_agent("x")
+    assert stored is not None and (stored.last_seen, stored.pending_command, stored.overrides) == (
+        2.0,
+        "restart",
+        {"k": 1},
+    )
+    assert b.get_agent("gone") is None
+    a.close()
+    b.close()
+
+
+def test_a_record_the_database_refuses_does_not_hold_back_the_others(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = pg_store(pg_url, "writer", batched=True, flush_s=0)
+    for uid in ("bad", "good"):
+        store.put_agent(AgentRecord(uid=uid, last_seen=1.0))
+    store.put_agent(AgentRecord(uid="bad", last_seen=2.0, health={"uptime": float("nan")}))  # not JSON
+    store.put_agent(AgentRecord(uid="good", last_seen=2.0))
+    store.flush()
+    check = pg_store(pg_url, "check")
+    assert {a.uid: a.last_seen for a in check.list_agents()} == {"bad": 1.0, "good": 2.0}
+    assert "agent bad: its record was not written" in caplog.text
     store.close()
     check.close()
 

@@ -66,6 +66,10 @@ PACKAGE_STATUS_NAMES = {
 }
 
 
+# The fields of an agent's record an operator's request sets (a restart, overrides), on any replica.
+OPERATOR_FIELDS = ("pending_command", "overrides")
+
+
 @dataclass(frozen=True)
 class FleetSettings:
     configs_dir: Path
@@ -536,7 +540,7 @@ class Fleet:
         """Another replica announced a change: an agent's (push it if it is connected here), a rollout's or
         the baselines (refresh them; the push loop then pushes to every agent here); no topic: anything."""
         if topic == "agent":
-            self.store.forget_cached(key)
+            self.store.refresh_agent(key, OPERATOR_FIELDS)
             self.dirty.add(key)
         else:
             self.rollouts.refresh(topic, key)

@@ -27,14 +27,18 @@ the event loop:
 - the other agent writes are behind: ``put_agent`` keeps the record in memory and a writer thread, on a
   connection of its own, writes everything pending every FLUSH_S in one multi-row statement (sooner
   when BATCH_MAX records wait; past PENDING_MAX the caller writes them itself, so memory stays bounded
-  while the database is slow or gone). A batch row never overwrites a newer record another replica
-  wrote (its ``last_seen`` is later): an agent that moved replica keeps what the new one wrote;
+  while the database is slow or gone; a record the database refuses is logged and left out, not the
+  batch). A batch row never overwrites a newer record another replica wrote (its ``last_seen`` is
+  later): an agent that moved replica keeps what the new one wrote;
 - an agent's record, once read or written here, is read from memory while it speaks to this replica;
   the fleet drops that copy when the agent opens a new connection, when another replica announces a
   change to it (``forget_cached``) and when its WebSocket here closes; reads of several records overlay
   the writes still pending; bulk statements (counts, expiry, connection resets) write them first;
 - what is decided for many agents or must be durable before the answer goes out stays synchronous:
-  rollouts, baselines, meta, configs (each hash once per process), deletions.
+  rollouts, baselines, meta, configs (each hash once per process), deletions; pending writes are
+  written before a notification, so the replicas told find the change in the database;
+- an operator's change to an agent (restart, overrides, deletion) announced by another replica is
+  taken into the write pending here for that agent (``refresh_agent``), which would otherwise undo it.
 
 ``kill -9`` of a replica loses at most its last FLUSH_S of agent writes, which agents restore by
 reporting again (the next replica asks for their full state after a sequence gap).
@@ -295,6 +299,21 @@ class PostgresStore:
             else:
                 self._cache.clear()
 
+    def refresh_agent(self, uid: str, fields: tuple[str, ...]) -> None:
+        if not self.batched:
+            return
+        with self._flushing:  # no batch of this replica lands meanwhile
+            text = self._one("SELECT doc::text FROM agents WHERE uid = %s", (uid,))
+            with self._lock:
+                self._cache.pop(uid, None)
+                row = self._pending.get(uid)
+                if text is None:  # deleted there: not written again from here
+                    self._pending.pop(uid, None)
+                elif row is not None:
+                    theirs, mine = json.loads(str(text)), json.loads(row[0])
+                    mine.update({name: theirs[name] for name in fields if name in theirs})
+                    self._pending[uid] = (json.dumps(mine), row[1])
+
     def flush(self) -> None:
         """Write the pending agent records now, in one statement (after a batch being written)."""
         with self._flushing:
@@ -304,11 +323,14 @@ class PostgresStore:
             if not batch:
                 return
             try:
-                rows = ",".join(
-                    f"[{json.dumps(uid)},{json.dumps(owner)},{json.dumps(described)},{json.dumps(first_seen)},{text}]"
-                    for uid, (text, (owner, described, first_seen)) in batch.items()
-                )
-                self._run(lambda db: db.execute(_UPSERT_MANY.encode(), (f"[{rows}]",)), writer=True)
+                try:
+                    self._write(batch)
+                except psycopg.Error as exc:
+                    if isinstance(exc, psycopg.OperationalError):
+                        raise
+                    # A record the database refuses (not the connection): the others are written.
+                    for uid, row in batch.items():
+                        self._write_one(uid, row)
             except BaseException:
                 with self._lock:  # written again with the next batch, unless written anew meanwhile
                     for uid, row in batch.items():
@@ -317,6 +339,23 @@ class PostgresStore:
             finally:
                 with self._lock:
                     self._writing = {}
+
+    def _write(self, batch: dict[str, tuple[str, tuple[str, bool, float]]]) -> None:
+        rows = ",".join(
+            f"[{json.dumps(uid)},{json.dumps(owner)},{json.dumps(described)},{json.dumps(first_seen)},{text}]"
+            for uid, (text, (owner, described, first_seen)) in batch.items()
+        )
+        self._run(lambda db: db.execute(_UPSERT_MANY.encode(), (f"[{rows}]",)), writer=True)
+
+    def _write_one(self, uid: str, row: tuple[str, tuple[str, bool, float]]) -> None:
+        try:
+            self._write({uid: row})
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError):
+                raise
+            log.error("PostgreSQL registry at %s: agent %s: its record was not written: %s", self.where, uid, exc)
+            with self._lock:
+                self._cache.pop(uid, None)  # read from the database again
 
     def _write_behind(self) -> None:
         """The writer thread: what is pending, every flush_s (or as soon as BATCH_MAX records wait)."""
@@ -432,6 +471,7 @@ class PostgresStore:
         )
 
     def notify(self, topic: str, key: str = "") -> None:
+        self._settle()  # what the others are told about is in the database when they look
         self._exec("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.server_id} {topic} {key}"))
 
     def close(self) -> None:

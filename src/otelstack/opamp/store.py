@@ -158,6 +158,13 @@ class FleetStore(Protocol):
         ("": of every agent's), which another server may have changed: the next read goes to the registry."""
         ...
 
+    def refresh_agent(self, uid: str, fields: tuple[str, ...]) -> None:
+        """Another server changed ``fields`` of this agent's record (an operator's restart or overrides) or
+        deleted it, and said so: a store that writes agent records behind takes those fields from the
+        registry into the write it has pending, so that write does not undo the change (or drops it, the
+        record being gone), and drops its copy."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -374,6 +381,9 @@ class SqliteStore:
 
     def forget_cached(self, uid: str = "") -> None:
         """Every read is the file's: nothing kept apart."""
+
+    def refresh_agent(self, uid: str, fields: tuple[str, ...]) -> None:
+        """Every write is the file's at once: nothing pending."""
 
     def close(self) -> None:
         self._db.close()

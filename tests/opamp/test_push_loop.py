@@ -145,3 +145,26 @@ def test_a_package_rollout_that_cannot_be_offered_times_out_and_breaks_nobody(
         loop.run_until_complete(other.ws.close())
     finally:
         loop.close()
+
+
+def test_a_wave_released_is_pushed_to_its_agents_only_and_anything_else_to_everyone() -> None:
+    from otelstack.opamp.fleet import FleetSettings
+    from otelstack.opamp.server import _released_since
+    from otelstack.opamp.store import SqliteStore
+    from tests.opamp.conftest import CONFIGS
+    from tests.opamp.fleet_sim import Clock, Sim
+
+    fleet = Fleet(SqliteStore(":memory:"), FleetSettings(configs_dir=CONFIGS), clock=Clock())
+    for n in range(10):
+        Sim(fleet, n).register()
+    idle = fleet.generation()
+    rollout = fleet.rollouts.start("config", {}, {"variant": "emergency"}, canary=1, waves=[50, 100])
+    started = fleet.generation()
+    assert _released_since(fleet, idle, started) == set(rollout.waves[0])  # the canary
+    rollout.current_wave = 2  # two waves released before the loop looked again
+    assert _released_since(fleet, started, fleet.generation()) == set(rollout.waves[1]) | set(rollout.waves[2])
+    assert _released_since(fleet, (), started) is None  # the loop's first round
+    fleet.request_restart(rollout.waves[0][0])  # an operator's change: everyone is checked
+    assert _released_since(fleet, started, fleet.generation()) is None
+    fleet.rollouts.abort(rollout.id)  # agents go back to their baseline
+    assert _released_since(fleet, started, fleet.generation()) is None

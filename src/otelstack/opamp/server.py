@@ -220,11 +220,14 @@ async def push_loop(app: web.Application, interval_s: float = 0.5) -> None:
             continue
         if generation == pushed and not fleet.dirty:
             continue
-        # Everyone when what agents should run may have changed; else the agents another replica changed.
-        if generation != pushed:
+        # The agents a wave released, when that is all that changed; everyone when what agents should run
+        # may have changed otherwise; and the agents another replica changed.
+        released = _released_since(fleet, pushed, generation) if generation != pushed else set()
+        if released is None:
             targets = list(state.sockets.items())
         else:
-            targets = [(uid, state.sockets[uid]) for uid in fleet.dirty if uid in state.sockets]
+            wanted = released | fleet.dirty
+            targets = [(uid, state.sockets[uid]) for uid in wanted if uid in state.sockets]
         pushed = generation
         fleet.dirty.clear()
         for uid, ws in targets:
@@ -239,6 +242,18 @@ async def push_loop(app: web.Application, interval_s: float = 0.5) -> None:
                 await ws.send_bytes(protocol.encode_ws(reply))
             except (ConnectionError, RuntimeError) as exc:  # the agent went away meanwhile
                 log.debug("push to %s: %s", uid, exc)
+
+
+def _released_since(fleet: Fleet, before: tuple[Any, ...], now: tuple[Any, ...]) -> set[str] | None:
+    """The agents the running rollout released between two generations (``Fleet.generation``) when its
+    waves are all that changed (its start, its next waves); None when anything else may have."""
+    if not before or before[0] != now[0] or before[3] != now[3] or before[1] not in ("", now[1]):
+        return None
+    rollout = fleet.rollouts.running()
+    if rollout is None or rollout.id != now[1] or rollout.current_wave != now[2]:
+        return None
+    first = before[2] + 1 if before[1] == now[1] else 0
+    return {uid for wave in rollout.waves[first : now[2] + 1] for uid in wave}
 
 
 async def close_websockets(app: web.Application) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from otelstack.cli import main as otelstack_main
+from tests.lab.playbooks import run_local_playbook
 
 ROOT = Path(__file__).parents[2]
 CONFIGS = ROOT / "configs"
@@ -20,42 +19,13 @@ def ansible_eval(
     expression: str, tmp_path: Path, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Evaluate a Jinja expression on localhost with this repository as the collection otelstack.platform."""
-    collections = tmp_path / "collections" / "ansible_collections" / "otelstack"
-    collections.mkdir(parents=True, exist_ok=True)
-    link = collections / "platform"
-    if not link.exists():
-        link.symlink_to(ROOT)
     out = tmp_path / "out.json"
     playbook = tmp_path / "play.yml"
     playbook.write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
         f'    - ansible.builtin.copy:\n        content: "{{{{ {expression} | to_json }}}}"\n        dest: {out}\n'
     )
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "collections"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        **(extra_env or {}),
-    }
-    result = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(playbook),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    result = run_local_playbook(tmp_path, playbook, env={"ANSIBLE_NOCOLOR": "1", **(extra_env or {})})
     if result.returncode == 0:
         result.stdout = out.read_text()
     return result

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(os.environ.get("OTELSTACK_ROOT", Path(__file__).resolve().parents[2]))
@@ -28,6 +30,31 @@ def run_playbook(name: str | Path, *extra_vars: str, timeout: int = 900) -> subp
     for var in extra_vars:
         args += ["-e", var]
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
+def run_local_playbook(
+    tmp_path: Path,
+    playbook: Path,
+    options: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook on localhost (local connection, this Python), with this repository as the
+    collection otelstack.platform under ``tmp_path/collections``; ``options`` go before the playbook."""
+    collections = tmp_path / "collections" / "ansible_collections" / "otelstack"
+    collections.mkdir(parents=True, exist_ok=True)
+    if not (collections / "platform").exists():
+        (collections / "platform").symlink_to(ROOT)
+    environment = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "collections"),
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        **(env or {}),
+    }
+    args = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local"]
+    args += ["-e", f"ansible_python_interpreter={sys.executable}", *options, str(playbook)]
+    return subprocess.run(args, capture_output=True, text=True, env=environment, cwd=cwd, timeout=120, check=False)
 
 
 def tail(result: subprocess.CompletedProcess[str], chars: int = 4000) -> str:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from otelstack import __version__
+from tests.lab.playbooks import run_local_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 TASKS = (
     "What to install",
     "The otelstack package is a wheel file or a source tree on the controller, at the collection's version",
@@ -40,26 +38,7 @@ def _run(tmp_path: Path, role_path: Path, package: str = "") -> subprocess.Compl
         }
     ]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
-    collections = tmp_path / "collections" / "ansible_collections" / "otelstack"
-    collections.mkdir(parents=True)
-    (collections / "platform").symlink_to(ROOT)
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "collections"),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-    }
-    args = [
-        str(ANSIBLE_PLAYBOOK),
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={sys.executable}",
-    ]
-    return subprocess.run(
-        [*args, str(tmp_path / "play.yml")], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
+    return run_local_playbook(tmp_path, tmp_path / "play.yml")
 
 
 def test_an_installed_collection_without_a_source_tree_fails_instead_of_using_an_index(tmp_path: Path) -> None:

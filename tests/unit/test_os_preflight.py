@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+
+from tests.lab.playbooks import run_local_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPER = """
@@ -26,17 +26,7 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "roles" / "wrap" / "tasks").mkdir(parents=True)
     (tmp_path / "roles" / "wrap" / "tasks" / "main.yml").write_text(WRAPPER)
     (tmp_path / "play.yml").write_text("- hosts: localhost\n  gather_facts: false\n  roles: [wrap]\n")
-    collections = tmp_path / "collections" / "ansible_collections" / "otelstack"
-    collections.mkdir(parents=True)
-    (collections / "platform").symlink_to(ROOT)
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "collections"),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-    }
-    args = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", "--check"]
-    args += ["-e", f"ansible_python_interpreter={sys.executable}", *extra, str(tmp_path / "play.yml")]
-    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False)
+    return run_local_playbook(tmp_path, tmp_path / "play.yml", ["--check", *extra], cwd=tmp_path)
 
 
 def test_supported_release_passes_and_reports_missing_packages(tmp_path: Path) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.lab.playbooks import run_local_playbook
+
 ROOT = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 
 PLAY = """
 - hosts: localhost
@@ -25,31 +24,10 @@ PLAY = """
 
 
 def _run(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
-    collections = tmp_path / "collections" / "ansible_collections" / "otelstack"
-    collections.mkdir(parents=True)
-    (collections / "platform").symlink_to(ROOT)
     playbook = tmp_path / "play.yml"
     playbook.write_text(PLAY)
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "collections"),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "HOME": str(tmp_path / "home"),
-    }
-    args = [
-        str(ANSIBLE_PLAYBOOK),
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={sys.executable}",
-    ]
-    args.append(str(playbook))
-    for key, value in extra.items():
-        args += ["-e", f"{key}={value}"]
-    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, check=False)
+    options = [arg for key, value in extra.items() for arg in ("-e", f"{key}={value}")]
+    return run_local_playbook(tmp_path, playbook, options, env={"HOME": str(tmp_path / "home")})
 
 
 def _ca(directory: Path) -> Path:

@@ -252,3 +252,27 @@ def test_the_release_before_the_pinned_one_is_built_and_runs_the_agent_config() 
     text = (GOLDEN / "dev-lab" / "collector" / "agent-vm-static.yaml").read_text(encoding="utf-8")
     result = run_otelcol_validate(text, str(path))
     assert result is not None and result.ok, result
+
+
+def test_a_build_that_keeps_missing_dependencies_stops_with_the_builders_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each retry takes one more unserved dependency at the pinned release; past the bound the builder's
+    own error is raised and nothing lands in the cache."""
+    previous = dist_build.previous_release()
+    t = Targets(tmp_path, "amd64", previous)
+    t.builder().parent.mkdir(parents=True)
+    t.builder().write_bytes(b"#!/bin/sh\n")
+    monkeypatch.setattr(dist_build, "unserved", lambda *_a: {})
+    attempts: list[int] = []
+
+    def always_another(_step: str, _argv: Any, **_k: Any) -> None:
+        attempts.append(1)
+        module = f"example.com/dep{len(attempts)}"
+        raise dist_build.BuildError("collector failed", [f"go: {module}@v{previous}: invalid version: unknown"])
+
+    monkeypatch.setattr(dist_build, "_run", always_another)
+    with pytest.raises(dist_build.BuildError, match="collector failed"):
+        dist_build.build_collector(t, lambda _m: None)
+    assert len(attempts) == dist_build.MAX_REPLACES + 1
+    assert not t.collector().exists()

@@ -243,7 +243,7 @@ def build_collector(t: Targets, note: Note) -> Built:
             break
         except BuildError as failed:
             dependency = _unserved_dependency(failed.issues) if other_release else None
-            if dependency is None or dependency in replaced:
+            if dependency is None or dependency in replaced or len(replaced) == MAX_REPLACES:
                 raise
             replaced[dependency] = f"v{pinned_release()}"
             note(f"collector {version}: {dependency} is not served at that release; using {replaced[dependency]}")

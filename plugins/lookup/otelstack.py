@@ -286,6 +286,7 @@ class LookupModule(LookupBase):
                         "name": rel.name, "version": rel.version, "binary": rel.binary, "artefact": name,
                         "checksum_file": rel.checksums_name(arch), "url": rel.url(name),
                         "checksum_url": rel.url(rel.checksums_name(arch)),
+                        "sha256": rel.pinned_sha256(name) or "",
                     })
                     continue
                 common = {

@@ -18,6 +18,7 @@ import yaml
 from otelstack.catalog.components import KINDS, catalog
 from otelstack.dist import build as dist_build
 from otelstack.dist.build import Built, Targets, build_all, link
+from otelstack.dist.checksums import parse_sums
 from otelstack.dist.locate import locate
 from otelstack.dist.manifest import SECTIONS, builder_manifest, component_types, excluded, manifest_digest, pins
 from otelstack.dist.package import package
@@ -185,10 +186,15 @@ def test_package_writes_the_upstream_layout_with_checksums(tmp_path: Path) -> No
     names = sorted(p.name for p in written)
     archive = f"otelcol-contrib_{version}_linux_amd64.tar.gz"
     plain = f"opampsupervisor_{sup_version}_linux_amd64"
-    assert names == sorted([archive, f"{archive}.sha256", plain, f"{plain}.sha256"])
+    assert names == sorted([archive, f"{archive}.sha256", plain, f"{plain}.sha256", "SHA256SUMS"])
+    sums = parse_sums((tmp_path / "SHA256SUMS").read_text())
+    assert sorted(sums) == sorted([archive, plain])
     for name in (archive, plain):
         digest = (tmp_path / f"{name}.sha256").read_text().split()[0]
-        assert digest == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+        assert digest == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == sums[name]
+    # the format sha256sum checks
+    checked = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path, capture_output=True, text=True)
+    assert checked.returncode == 0 and checked.stdout.count(": OK") == 2, checked.stdout + checked.stderr
     with tarfile.open(tmp_path / archive) as tar:
         member = tar.getmember("otelcol-contrib")
         assert member.mode & 0o111

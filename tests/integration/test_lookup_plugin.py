@@ -70,6 +70,22 @@ def test_release_facts(tmp_path: Path) -> None:
     assert release["artefact"] == f"opampsupervisor_{release['version']}_linux_amd64"
     assert release["checksum_file"] == release["artefact"] + ".sha256"
     assert "cmd%2Fopampsupervisor%2Fv" in release["url"]
+    assert release["sha256"] == "", "the catalog vouches for no supervisor digest: the role must be given a pin"
+
+
+def test_release_carries_the_catalogs_pinned_digest_per_architecture(tmp_path: Path) -> None:
+    expression = (
+        "[lookup('otelstack.platform.otelstack', 'release', arch='amd64'),"
+        " lookup('otelstack.platform.otelstack', 'release', arch='arm64'),"
+        " lookup('otelstack.platform.otelstack', 'release', arch='amd64', version='0.150.0')]"
+    )
+    result = ansible_eval(expression, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    amd64, arm64, other = json.loads(result.stdout)
+    # the published digest of the pinned release's amd64 archive, and no other
+    assert amd64["artefact"] == "otelcol-contrib_0.159.0_linux_amd64.tar.gz"
+    assert amd64["sha256"] == "9d589f6349f01179957a2052bc7307a99db2efc971e14e00575941a77122eaaf"
+    assert arm64["sha256"] == "" and other["sha256"] == ""
 
 
 def test_release_at_another_version_and_the_dist_build(tmp_path: Path) -> None:

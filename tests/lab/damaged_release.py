@@ -21,6 +21,7 @@ from pathlib import Path
 
 from otelstack.catalog.versions import otelcol_contrib
 from otelstack.dist.build import host_arch
+from otelstack.dist.checksums import write_sums
 
 KEEP_BYTES = 64 * 1024  # an ELF header and the start of the text: exec fails, the checksum still matches
 
@@ -50,6 +51,7 @@ def damage(mirror: Path, version: str, arch: str) -> Path:
     archive = mirror / release.archive.format(version=version, arch=arch)
     archive.write_bytes(buffer.getvalue())
     Path(f"{archive}.sha256").write_text(hashlib.sha256(buffer.getvalue()).hexdigest() + "\n", encoding="utf-8")
+    write_sums(mirror)
     return archive
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ sys.path.insert(0, os.environ["OTELSTACK_ROOT"])
 from tests.lab.playbooks import output, run_playbook, tail
 
 from otelstack.catalog.versions import otelcol_contrib
+from otelstack.dist.checksums import format_sums, parse_sums
 
 CONVERGE = Path(__file__).parents[1] / "converge.yml"
 CONFIG = "/etc/otelcol-contrib/agent-vm.yaml"
@@ -62,16 +64,38 @@ def test_invalid_setting_names_the_key_and_changes_nothing(host, before) -> None
     assert snapshot(host) == before
 
 
-def test_artefact_with_a_wrong_checksum_is_refused(host, before, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    # A mirror whose archive for a new release does not match its checksum file: the real archive and its
-    # checksum under that release's names, the archive then altered. It is refused before it is unpacked.
+def new_release_mirror(tmp_path: Path, pinned: bool) -> tuple[str, Path]:
+    """A copy of the lab's mirror with a release after the pinned one: the real archive altered, under
+    the new release's name; ``pinned`` lists the real archive's digest for it in SHA256SUMS (so the
+    altered archive does not match its pin), else the new release has no pin at all."""
     version = following(otelcol_contrib().version)
     artefacts = tmp_path / "artefacts"
     shutil.copytree(EPHEMERAL / "artefacts", artefacts)
     real = artefacts / otelcol_contrib().archive_name(ARCH)
     archive = artefacts / real.name.replace(otelcol_contrib().version, version)
     archive.write_bytes(real.read_bytes() + b"tampered")
-    Path(f"{archive}.sha256").write_text(Path(f"{real}.sha256").read_text())
+    if pinned:
+        sums = parse_sums((artefacts / "SHA256SUMS").read_text())
+        sums[archive.name] = sums[real.name]
+        (artefacts / "SHA256SUMS").write_text(format_sums(sums))
+    return version, artefacts
+
+
+@pytest.mark.parametrize(
+    ("pinned", "message"),
+    [
+        (True, "is not its pin"),
+        (False, "no pinned SHA-256 (neither in otelstack's catalog nor in otel_collector_sha256)"),
+    ],
+)
+def test_an_artefact_that_differs_from_its_pin_or_has_none_is_refused(
+    host, before, tmp_path: Path, pinned: bool, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    # Refused on the controller, before anything reaches the host: the .sha256 file served beside the
+    # altered archive matches it, and is not what the install trusts.
+    version, artefacts = new_release_mirror(tmp_path, pinned)
+    archive = artefacts / otelcol_contrib().archive_name(ARCH).replace(otelcol_contrib().version, version)
+    Path(f"{archive}.sha256").write_text(hashlib.sha256(archive.read_bytes()).hexdigest() + "\n")
     result = run_playbook(
         CONVERGE,
         f"otel_collector_version={version}",
@@ -79,7 +103,8 @@ def test_artefact_with_a_wrong_checksum_is_refused(host, before, tmp_path: Path)
         f"otel_collector_cache_dir={tmp_path / 'cache'}",
     )
     assert result.returncode != 0
-    assert "does not match" in output(result) and "refusing to install it" in output(result), tail(result)
+    assert message in output(result) and archive.name in output(result), tail(result)
+    assert "Nothing was" in output(result)
     assert snapshot(host) == before
     assert not host.file(f"/opt/otelcol-contrib/releases/{version}").exists
 

@@ -7,7 +7,8 @@ fact carries its upstream source). Roles and stacks read these values; nothing e
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from otelstack.catalog.components import catalog
 
@@ -22,6 +23,11 @@ class Release:
     checksums: str  # checksum file name pattern with {artifact} (one file per artefact, bare hex digest)
     binary: str
     url_base: str  # with {version}
+    sha256: Mapping[str, str] = field(default_factory=dict)  # artefact file name → pinned digest
+
+    def pinned_sha256(self, file_name: str) -> str | None:
+        """The catalog's pinned digest of an artefact, or None when the catalog vouches for none."""
+        return self.sha256.get(file_name)
 
     def archive_name(self, arch: str) -> str:
         if arch not in ARCHES:
@@ -35,6 +41,14 @@ class Release:
         return self.url_base.format(version=self.version) + file_name
 
 
+def _pins() -> dict[str, str]:
+    pins = catalog().artifacts.get("sha256") or {}
+    bad = [name for name, digest in pins.items() if not re.fullmatch(r"[0-9a-f]{64}", str(digest))]
+    if bad:
+        raise ValueError(f"catalog artifacts.sha256: not a lower-case SHA-256 digest for {', '.join(bad)}")
+    return {str(name): str(digest) for name, digest in pins.items()}
+
+
 def otelcol_contrib() -> Release:
     cat = catalog()
     art = cat.artifacts
@@ -45,6 +59,7 @@ def otelcol_contrib() -> Release:
         checksums=str(art["checksums"]),
         binary=str(art["binary"]),
         url_base=str(art["url_base"]),
+        sha256=_pins(),
     )
 
 
@@ -58,6 +73,7 @@ def opampsupervisor() -> Release:
         checksums=str(art.get("supervisor_checksums", art["checksums"])),
         binary=str(art["supervisor_binary"]),
         url_base=str(art.get("supervisor_url_base", art["url_base"])),
+        sha256=_pins(),
     )
 
 

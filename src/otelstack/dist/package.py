@@ -3,7 +3,8 @@
 Upstream (goreleaser, split checksums): ``otelcol-contrib_<v>_linux_<arch>.tar.gz`` holding the
 ``otelcol-contrib`` binary, the plain binary ``opampsupervisor_<v>_linux_<arch>``, and beside each
 artefact ``<artefact>.sha256`` with the bare hex digest. The roles install from such a directory with
-``otel_collector_mirror_url: file:///…`` exactly as from the upstream release.
+``otel_collector_mirror_url: file:///…`` exactly as from the upstream release, and ``SHA256SUMS`` lists
+every artefact of the directory: the pins such a mirror's installs are verified against.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from otelstack.catalog.versions import opampsupervisor, otelcol_contrib
 from otelstack.dist.build import Built
+from otelstack.dist.checksums import write_sums
 from otelstack.dist.manifest import excluded, pins
 
 FIXED_MTIME = 0  # reproducible archives: the same binary gives the same archive and checksum
@@ -87,4 +89,5 @@ def package(built: Sequence[Built], out: Path, arch: str) -> list[Path]:
     plain = out / opampsupervisor().archive.format(version=supervisor.version, arch=arch)
     _write_atomically(plain, supervisor.path.read_bytes(), 0o755)
     written += [plain, _sha256_file(plain)]
+    written.append(write_sums(out))
     return written

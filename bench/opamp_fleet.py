@@ -91,6 +91,23 @@ def rss_mib(pid: int | list[int]) -> float:
     return 0.0
 
 
+def database_pss_mib(postmaster: int) -> float:
+    """Proportional set size of a PostgreSQL server and its backends (shared buffers counted once, shared
+    among the processes that touched them), from /proc/<pid>/smaps_rollup."""
+    pids = [postmaster] + [
+        int(p) for p in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split() if p.isdigit()
+    ]
+    total = 0.0
+    for pid in pids:
+        try:
+            for row in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if row.startswith("Pss:"):
+                    total += int(row.split()[1]) / 1024
+        except OSError:  # a backend that ended meanwhile
+            continue
+    return total
+
+
 def machine_busy_seconds() -> float:
     """CPU-seconds the whole machine spent busy (all cores, all processes) since boot."""
     user, nice, system, _idle, _iowait, irq, softirq, steal = (
@@ -407,7 +424,13 @@ def line(label: str, text: str) -> None:
 
 
 def run(
-    ports: list[int], pid: list[int], count: int, args: argparse.Namespace, revision: Path, server_limits: str
+    ports: list[int],
+    pid: list[int],
+    count: int,
+    args: argparse.Namespace,
+    revision: Path,
+    server_limits: str,
+    database: int = 0,
 ) -> dict[str, float]:
     """One measured run against the servers on ``ports`` (processes ``pid``); returns the figures compared."""
     heartbeat, periods, port = args.heartbeat, args.periods, ports[0]
@@ -485,6 +508,9 @@ def run(
             f"{cpu2 - cpu1:.2f} CPU-s in {window_s} s = {share * 100:.1f} % of one core (measured, /proc utime+stime)",
         )
         line("hold: server RSS", f"{rss1:,.0f} MiB at the start of the window, {rss2:,.0f} MiB at its end")
+        database_mib = database_pss_mib(database) if database else 0.0
+        if database:
+            line("hold: PostgreSQL", f"{database_mib:,.0f} MiB PSS (postmaster and backends) at the end of the window")
         other = (busy2 - busy1) - (cpu2 - cpu1) - (load2 - load1)
         line(
             "hold: rest of the machine",
@@ -569,6 +595,9 @@ def run(
         return {
             "held": float(still_open),
             "rss": rss2,
+            "database": database_mib,
+            "ramp_rate": connected / ramp_s,
+            "ramp_cpu_per_1000": ramp_cpu * per,
             "mib_per_1000": (rss2 - idle_rss) * per,
             "cpu_per_1000": share * 100 * per,
             "rollout_agents": float(rollout_agents),
@@ -639,7 +668,16 @@ def side_by_side(results: dict[str, dict[str, float]]) -> None:
     rows = [
         ("agents held (connected, beating)", lambda r: f"{r['held']:,.0f}"),
         ("server RSS in all", lambda r: f"{r['rss']:,.0f} MiB ({r['rss'] / 1024:.2f} GiB)"),
+        (
+            "with PostgreSQL (PSS)",
+            lambda r: (
+                f"{r['rss'] + r['database']:,.0f} MiB ({(r['rss'] + r['database']) / 1024:.2f} GiB)"
+                if r["database"]
+                else "-"
+            ),
+        ),
         ("server MiB per 1,000 agents", lambda r: f"{r['mib_per_1000']:.1f}"),
+        ("registration: agents/s, CPU-s per 1,000", lambda r: f"{r['ramp_rate']:,.0f}/s, {r['ramp_cpu_per_1000']:.2f}"),
         ("server % of a core per 1,000 agents", lambda r: f"{r['cpu_per_1000']:.2f}"),
         ("rollout: agents it selects", lambda r: f"{r['rollout_agents']:,.0f} ({r['changed']:,.0f} applied)"),
         ("rollout: last agent applied after", lambda r: f"{r['rollout_s']:.1f} s"),
@@ -713,8 +751,10 @@ def main() -> None:
                     ports.append(port)
                 pids = [s.pid for s in servers]
                 postgres_pids = [int(Path(cluster.data / "postmaster.pid").read_text().split()[0])]
-                limits = f"max_connections {share + 100} each; PostgreSQL 15 (pid {postgres_pids[0]}) not counted"
-                results["2 replicas, PostgreSQL"] = run(ports, pids, args.replica_agents, args, revision, limits)
+                limits = f"max_connections {share + 100} each; PostgreSQL 15 (pid {postgres_pids[0]}) counted apart"
+                results["2 replicas, PostgreSQL"] = run(
+                    ports, pids, args.replica_agents, args, revision, limits, database=postgres_pids[0]
+                )
             except (OSError, RuntimeError, TimeoutError) as exc:  # printed; the one-process figures still are
                 print(f"the two-replica run failed: {exc!r}", flush=True)
             finally:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -21,7 +22,16 @@ from otelstack.opamp.fleet import OPERATOR_FIELDS, Fleet, FleetSettings
 from otelstack.opamp.postgres import APPLICATION_PREFIX, PostgresStore
 from otelstack.opamp.rollout import RolloutError
 from otelstack.opamp.settings import PostgresSettings
-from otelstack.opamp.store import AgentRecord, FleetStore, RolloutRecord, SqliteStore, StoreConflict, StoreError
+from otelstack.opamp.store import (
+    ROLLOUT_FIELDS,
+    SELECTION_FIELDS,
+    AgentRecord,
+    FleetStore,
+    RolloutRecord,
+    SqliteStore,
+    StoreConflict,
+    StoreError,
+)
 from tests.opamp import pgcluster
 from tests.opamp.conftest import CONFIGS, free_port, settings
 from tests.opamp.fleet_sim import Clock, Sim
@@ -81,11 +91,11 @@ def test_both_stores_keep_agents_rollouts_configs_and_meta_alike(store: FleetSto
 
 def test_a_fresh_database_gets_the_current_schema_and_reopening_changes_nothing(pg_url: str) -> None:
     first = pg_store(pg_url)
-    assert first.schema_version == postgres.SCHEMA_VERSION == 1
+    assert first.schema_version == postgres.SCHEMA_VERSION == 2
     first.put_agent(AgentRecord(uid="kept"))
     first.close()
     again = pg_store(pg_url)
-    assert again.schema_version == 1 and [a.uid for a in again.list_agents()] == ["kept"]
+    assert again.schema_version == 2 and [a.uid for a in again.list_agents()] == ["kept"]
     again.close()
 
 
@@ -106,7 +116,7 @@ def test_replicas_started_together_migrate_the_schema_once(pg_url: str) -> None:
         thread.join()
     assert failures == [] and len(opened) == 4
     with psycopg_connection(pg_url) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(postgres.SCHEMA_VERSION,)]
     for store in opened:
         store.close()
 
@@ -115,8 +125,105 @@ def test_a_database_of_a_newer_schema_is_refused(pg_url: str) -> None:
     pg_store(pg_url).close()
     with psycopg_connection(pg_url) as db:
         db.execute("UPDATE schema_version SET version = %s", (postgres.SCHEMA_VERSION + 1,))
-    with pytest.raises(StoreError, match="schema version 2 is newer than this server's"):
+    with pytest.raises(StoreError, match=f"schema version {postgres.SCHEMA_VERSION + 1} is newer than this server's"):
         pg_store(pg_url)
+
+
+ROLLOUT_CASES = [
+    AgentRecord(uid="applied", remote_hash="h1", remote_status="APPLIED", healthy=True, attributes={"x": "1"}),
+    AgentRecord(uid="unhealthy", remote_hash="h1", remote_status="APPLIED", healthy=False),
+    AgentRecord(uid="failed", remote_hash="h1", remote_status="FAILED", remote_error="bad", failed_hashes={"h1": 5.0}),
+    AgentRecord(uid="failed-before", remote_hash="h0", remote_status="APPLIED", failed_hashes={"h1": 5.0}),
+    AgentRecord(uid="new", health={"status": "x" * 5000}),  # a large document (stored out of line)
+    AgentRecord(uid="package", packages={"otelcol": {"version": "1", "status": "Installed", "error": ""}}),
+]
+
+
+def _decided(agent: AgentRecord | None) -> tuple[Any, ...] | None:
+    return None if agent is None else tuple(getattr(agent, name) for name in ROLLOUT_FIELDS)
+
+
+def test_a_rollouts_read_of_its_agents_carries_every_field_it_decides_on(store: FleetStore) -> None:
+    """The narrow read the driving replica makes of a wave every evaluation gives what a whole record gives
+    for every field a rollout decides on (config and package rollouts), and nothing for unknown agents."""
+    for agent in ROLLOUT_CASES:
+        store.put_agent(AgentRecord(uid=agent.uid, last_seen=0.0))  # written, then changed (pending if batched)
+        store.put_agent(agent)
+    uids = [a.uid for a in ROLLOUT_CASES] + ["unknown"]
+    for _ in ("pending or cached here", "from the database"):
+        states = store.rollout_states(uids, packages=True)
+        assert set(states) == set(uids) - {"unknown"}
+        assert {uid: _decided(states[uid]) for uid in states} == {a.uid: _decided(a) for a in ROLLOUT_CASES}
+        if isinstance(store, PostgresStore):
+            store.flush()  # then read from the database's columns
+            store.forget_cached()
+    # A config rollout's progress, counted by the store: only "applied" runs h1 healthy ("failed-before"
+    # runs h0; "unhealthy" reports unhealthy; "failed" failed it), and "failed-before" is not counted for
+    # h0 either once h0 is among its failures.
+    assert store.count_applied({uid: "h1" for uid in uids}) == 1
+    assert store.count_applied({"failed-before": "h0", "applied": "h0", "unknown": "h0"}) == 1
+    changed = AgentRecord(**{**vars(ROLLOUT_CASES[3]), "failed_hashes": {"h0": 6.0}, "last_seen": 9e9})
+    store.put_agent(changed)
+    assert store.count_applied({"failed-before": "h0"}) == 0
+
+
+def test_the_listing_a_rollout_selects_from_carries_every_field_a_selection_and_a_config_need(
+    store: FleetStore,
+) -> None:
+    agents = [
+        AgentRecord(uid="b", environment="prod", region="eu", profile="gateway", namespace="ns", overrides={"k": 1}),
+        AgentRecord(uid="a", environment="dev", attributes={"bench.rollout": "yes", "host.name": "h"}, health={"x": 1}),
+        AgentRecord(uid="c", last_seen=0.0),
+    ]
+    for agent in agents:
+        store.put_agent(agent)
+    agents[2].attributes = {"late": "1"}  # a change still pending in a batched store
+    store.put_agent(agents[2])
+
+    def selected(agent: AgentRecord) -> tuple[Any, ...]:
+        return tuple(getattr(agent, name) for name in SELECTION_FIELDS)
+
+    assert [selected(a) for a in store.list_selectable()] == [selected(a) for a in sorted(agents, key=lambda a: a.uid)]
+
+
+def test_the_columns_a_rollout_reads_follow_every_write_of_the_document(pg_url: str) -> None:
+    """The database computes them from the document: a write that names no column (a replica of schema
+    version 1 during an upgrade, a bulk statement) keeps them right, and a version 1 database is migrated
+    with them filled from its documents."""
+    store = pg_store(pg_url, "a")
+    store.put_agent(AgentRecord(uid="x", remote_hash="h1", remote_status="APPLYING"))
+    with psycopg_connection(pg_url) as db:
+        db.execute("""UPDATE agents SET doc = doc || '{"remote_status": "APPLIED", "healthy": false}'::jsonb""")
+    assert _decided(store.rollout_states(["x"])["x"]) == _decided(
+        AgentRecord(uid="x", remote_hash="h1", remote_status="APPLIED", healthy=False)
+    )
+    store.close()
+
+    with psycopg_connection(pg_url) as db:  # a database as version 1 left it
+        db.execute("DROP TABLE agents, rollouts, configs, meta, schema_version")
+        db.execute(postgres.MIGRATIONS[0].encode())
+        db.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (1)")
+        db.execute(
+            "INSERT INTO agents (uid, doc) VALUES ('old', %s::jsonb)",
+            (
+                '{"uid": "old", "remote_hash": "h2", "remote_status": "FAILED", "remote_error": "no", '
+                '"failed_hashes": {"h2": 1.0}, "healthy": true}',
+            ),
+        )
+    migrated = pg_store(pg_url, "b")
+    assert migrated.schema_version == 2
+    assert _decided(migrated.rollout_states(["old"])["old"]) == _decided(
+        AgentRecord(
+            uid="old",
+            remote_hash="h2",
+            remote_status="FAILED",
+            remote_error="no",
+            failed_hashes={"h2": 1.0},
+            healthy=True,
+        )
+    )
+    migrated.close()
 
 
 def test_one_rollout_runs_at_a_time_and_a_finished_one_stays_finished(pg_url: str) -> None:
@@ -204,6 +311,63 @@ def test_a_batched_store_writes_agents_behind_in_batches_and_never_over_a_newer_
     a.close()  # a stopping server writes what is pending
     stored = b.get_agent("x")
     assert stored is not None and stored.last_seen == 140.0
+    b.close()
+
+
+def test_a_record_kept_in_memory_is_handed_out_as_a_copy(pg_url: str) -> None:
+    """A batched store keeps the records of its agents as objects: what a caller changes in a record it read
+    (a failed config remembered in place, say) is the store's only once it puts the record back."""
+    store = pg_store(pg_url, "a", batched=True, flush_s=0)
+    store.put_agent(AgentRecord(uid="x", failed_hashes={"h1": 1.0}, attributes={"k": "v"}))
+    for _ in ("new", "pending"):
+        read = store.get_agent("x")
+        assert read is not None
+        read.failed_hashes["h2"] = 2.0
+        read.attributes["k"] = "changed"
+        read.healthy = False
+        again = store.get_agent("x")
+        assert again is not None and (again.failed_hashes, again.attributes, again.healthy) == (
+            {"h1": 1.0},
+            {"k": "v"},
+            None,
+        )
+        store.put_agent(again)  # now pending
+    put = store.get_agent("x")
+    assert put is not None
+    put.failed_hashes["h3"] = 3.0
+    store.put_agent(put)
+    put.failed_hashes["h4"] = 4.0  # after the put: not the store's
+    kept = store.get_agent("x")
+    assert kept is not None and kept.failed_hashes == {"h1": 1.0, "h3": 3.0}
+    store.close()
+
+
+def test_a_record_read_ahead_is_answered_from_memory_record_or_none(pg_url: str) -> None:
+    """``load`` (the server calls it off the event loop before a connection's first message) reads a record
+    afresh, dropping an older copy, and remembers an agent without one; the read that follows asks nothing
+    of the database, until the copy is forgotten or the agent's record is written here."""
+    a, b = pg_store(pg_url, "a", batched=True, flush_s=0), pg_store(pg_url, "b")
+    a.load("new")
+    b.put_agent(AgentRecord(uid="new", last_seen=1.0))  # by another replica, after the read
+    assert a.get_agent("new") is None  # from memory: no second read for a new agent's first message
+    a.forget_cached("new")
+    assert a.get_agent("new") is not None
+
+    a.load("new2")
+    a.put_agent(AgentRecord(uid="new2", owner="dev"))  # its first message: written at once
+    assert b.get_agent("new2") is not None and a.get_agent("new2") is not None
+
+    a.put_agent(AgentRecord(uid="moved", server="a", last_seen=1.0))
+    b.put_agent(AgentRecord(uid="moved", server="b", last_seen=2.0))  # it spoke to b since
+    a.load("moved")
+    moved = a.get_agent("moved")
+    assert moved is not None and moved.server == "b"
+
+    a.put_agent(AgentRecord(uid="moved", server="a", last_seen=3.0))  # pending here: newer than the database
+    a.load("moved")
+    pending = a.get_agent("moved")
+    assert pending is not None and pending.last_seen == 3.0
+    a.close()
     b.close()
 
 
@@ -306,3 +470,15 @@ def psycopg_connection(url: str):  # type: ignore[no-untyped-def]
     import psycopg
 
     return psycopg.connect(url, password=pgcluster.PASSWORD, autocommit=True)
+
+
+def test_a_change_announced_by_another_replica_wakes_the_push_loop(tmp_path: Path) -> None:
+    """What another replica announces (a wave released, new baselines, an operator's change to one agent) is
+    pushed at once: the fleet wakes the push loop instead of leaving it to its next tick."""
+    fleet = Fleet(SqliteStore(tmp_path / "fleet.db"), FleetSettings(configs_dir=CONFIGS))
+    woken: list[str] = []
+    fleet.wake = lambda: woken.append("woken")
+    for topic, key in (("rollout", "r1"), ("baselines", ""), ("agent", "a1"), ("", "")):
+        fleet.changed_elsewhere(topic, key)
+    assert woken == ["woken"] * 4
+    fleet.store.close()

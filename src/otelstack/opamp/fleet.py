@@ -111,6 +111,9 @@ class Session:
     # No message handled on it yet: an offer made on an earlier WebSocket (possibly by another replica,
     # now gone) may have been lost with it, so it is made again.
     fresh: bool = True
+    # The agent whose record the server read afresh for this connection before its first message
+    # (``FleetStore.load``, off the event loop): that message needs no read of its own.
+    loaded: str = ""
 
 
 class Fleet:
@@ -133,6 +136,9 @@ class Fleet:
         self._owned: Counter[str] | None = None
         # Agents another replica changed, to push to if they are connected here.
         self.dirty: set[str] = set()
+        # Called when another replica announced a change (the push loop wakes at once instead of at its
+        # next tick: a wave released elsewhere reaches the agents here without waiting for it).
+        self.wake: Callable[[], None] = lambda: None
 
     # --- the protocol ------------------------------------------------------------------------------
 
@@ -150,7 +156,7 @@ class Fleet:
             uid_bytes = session.assigned_uid
             response.agent_identification.new_instance_uid = uid_bytes
         uid = protocol.uid_text(uid_bytes)
-        if session.fresh:  # a new connection: the agent may have spoken to another replica meanwhile
+        if session.fresh and session.loaded != uid:  # a new connection: it may have spoken to another replica
             self.store.forget_cached(uid)
         agent = self.store.get_agent(uid)
         full_state = False
@@ -548,6 +554,7 @@ class Fleet:
                 self.store.forget_cached()
                 self._owned = None
                 self._changes += 1
+        self.wake()
 
     def set_overrides(self, uid: str, overrides: dict[str, Any]) -> AgentRecord:
         agent = self.store.get_agent(uid)

@@ -30,7 +30,8 @@ the event loop:
   while the database is slow or gone; a record the database refuses is logged and left out, not the
   batch). A batch row never overwrites a newer record another replica wrote (its ``last_seen`` is
   later): an agent that moved replica keeps what the new one wrote;
-- an agent's record, once read or written here, is read from memory while it speaks to this replica;
+- an agent's record, once read or written here, is read from memory (as an object, handed out as a copy:
+  no JSON parsed per message) while it speaks to this replica;
   the fleet drops that copy when the agent opens a new connection, when another replica announces a
   change to it (``forget_cached``) and when its WebSocket here closes; reads of several records overlay
   the writes still pending; bulk statements (counts, expiry, connection resets) write them first;
@@ -50,7 +51,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
 import psycopg
@@ -86,7 +87,19 @@ CREATE UNIQUE INDEX rollouts_one_running ON rollouts ((true)) WHERE running;
 CREATE TABLE configs (hash text PRIMARY KEY, text text NOT NULL);
 CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
 """
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Version 2: what a rollout decides on, as columns the database computes from each document whoever
+# writes it (a replica of version 1 during an upgrade too): the driving replica reads a wave's agents
+# from them every evaluation instead of whole documents (``rollout_states``). ``failing``: the agent
+# has configs it failed on record (only then is ``failed_hashes`` read from the document).
+_V2 = """
+ALTER TABLE agents
+    ADD COLUMN remote_hash text GENERATED ALWAYS AS (COALESCE(doc->>'remote_hash', '')) STORED,
+    ADD COLUMN remote_status text GENERATED ALWAYS AS (COALESCE(doc->>'remote_status', 'UNSET')) STORED,
+    ADD COLUMN healthy boolean GENERATED ALWAYS AS ((doc->>'healthy')::boolean) STORED,
+    ADD COLUMN failing boolean GENERATED ALWAYS AS (
+        COALESCE(doc->'failed_hashes', '{}'::jsonb) <> '{}'::jsonb) STORED;
+"""
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Write-behind of agent records (a batched store): how often the writer thread writes what is pending,
@@ -114,6 +127,19 @@ _UPSERT_MANY = (
 
 
 T = TypeVar("T")
+
+# The fields of an agent's record that hold dictionaries: a record kept in memory is handed out as a copy
+# with its own dictionaries (callers change records, failed_hashes in place), not parsed again from JSON.
+_DICT_FIELDS = tuple(f.name for f in fields(AgentRecord) if str(f.type).startswith("dict"))
+
+
+def _copy(agent: AgentRecord) -> AgentRecord:
+    copied: AgentRecord = object.__new__(AgentRecord)
+    values = copied.__dict__
+    values.update(agent.__dict__)
+    for name in _DICT_FIELDS:
+        values[name] = dict(values[name])
+    return copied
 
 
 def connect(conninfo: str, where: str) -> psycopg.Connection[Any]:
@@ -150,11 +176,16 @@ class PostgresStore:
         # Batched: the writer's connection, the records not yet written (uid -> document, columns), the
         # batch being written, and the records read or written here (uid -> document).
         self._writer_db: psycopg.Connection[Any] | None = None
+        self._loader_db: psycopg.Connection[Any] | None = None
+        self._loading = threading.Lock()  # the loader connection: one load at a time
+        # Agents read from the database as having no record, since (a new agent: its first message needs no
+        # second read); dropped when the agent's record is written or its copy forgotten.
+        self._absent: set[str] = set()
         self._lock = threading.Lock()  # the three dicts
         self._flushing = threading.Lock()  # held while a batch is written: one at a time, in order
         self._pending: dict[str, tuple[str, tuple[str, bool, float]]] = {}
         self._writing: dict[str, tuple[str, tuple[str, bool, float]]] = {}
-        self._cache: dict[str, str] = {}
+        self._cache: dict[str, AgentRecord] = {}
         self._configs: set[str] = set()  # config hashes stored (a hash names one text: written once)
         self._wake, self._stop = threading.Event(), threading.Event()
         self._writer: threading.Thread | None = None
@@ -192,24 +223,26 @@ class PostgresStore:
         row = self._run(lambda db: db.execute("SELECT version FROM schema_version").fetchone())
         return 0 if row is None else int(row[0])
 
-    def _run(self, call: Callable[[psycopg.Connection[Any]], T], writer: bool = False) -> T:
-        """``call`` on the connection (the writer thread's: ``writer``); once more on a new connection when
-        the old one was lost."""
-        db = self._writer_db if writer else self._db
+    def _run(self, call: Callable[[psycopg.Connection[Any]], T], writer: bool = False, loader: bool = False) -> T:
+        """``call`` on the connection (the writer thread's: ``writer``; the one ``load`` reads on, off the
+        event loop: ``loader``); once more on a new connection when the old one was lost."""
+        db = self._writer_db if writer else self._loader_db if loader else self._db
         if db is None or db.closed or db.broken:
-            db = self._reconnect(writer)
+            db = self._reconnect(writer, loader)
         try:
             return call(db)
         except psycopg.OperationalError as exc:
             if not (db.closed or db.broken):
                 raise StoreError(f"PostgreSQL registry at {self.where}: {_first_line(exc)}") from exc
             log.warning("PostgreSQL registry at %s: connection lost (%s); connecting again", self.where, exc)
-            return call(self._reconnect(writer))
+            return call(self._reconnect(writer, loader))
 
-    def _reconnect(self, writer: bool) -> psycopg.Connection[Any]:
+    def _reconnect(self, writer: bool, loader: bool = False) -> psycopg.Connection[Any]:
         db = connect(self._conninfo, self.where)
         if writer:
             self._writer_db = db
+        elif loader:
+            self._loader_db = db
         else:
             self._db = db
         return db
@@ -231,32 +264,100 @@ class PostgresStore:
             doc = self._one("SELECT doc FROM agents WHERE uid = %s", (uid,))
             return None if doc is None else record(AgentRecord, doc)
         with self._lock:
-            text = self._unwritten(uid) or self._cache.get(uid)
+            kept = self._cache.get(uid)
+            text = self._unwritten(uid) if kept is None else None
+            absent = uid in self._absent
+        if kept is not None:
+            return _copy(kept)
+        if text is None and absent:
+            return None
         if text is None:
             text = self._one("SELECT doc::text FROM agents WHERE uid = %s", (uid,))
             if text is None:
                 return None
-            self._keep(uid, str(text))
-        return record(AgentRecord, str(text))
+        agent = record(AgentRecord, str(text))
+        self._keep(agent)
+        return _copy(agent)
 
     def _unwritten(self, uid: str) -> str | None:
         """The document of a record written here and not yet in the database (hold ``_lock``)."""
         row = self._pending.get(uid) or self._writing.get(uid)
         return None if row is None else row[0]
 
-    def _keep(self, uid: str, text: str) -> None:
+    def load(self, uid: str) -> None:
+        """Read an agent's record from the database afresh, on a connection of its own (callable from a
+        worker thread, while the event loop serves other agents): the next ``get_agent`` of it is answered
+        from memory, a record or none."""
+        if not self.batched:
+            return
+        with self._lock:
+            self._cache.pop(uid, None)
+            self._absent.discard(uid)
+        with self._loading:
+            row = self._run(
+                lambda db: db.execute(b"SELECT doc::text FROM agents WHERE uid = %s", (uid,)).fetchone(), loader=True
+            )
+        agent = None if row is None else record(AgentRecord, str(row[0]))
+        with self._lock:
+            if uid in self._cache or self._unwritten(uid) is not None:  # written or read here since: newer
+                return
+            if agent is not None:
+                if len(self._cache) >= CACHE_MAX:
+                    self._cache.clear()
+                self._cache[uid] = agent
+                return
+            if len(self._absent) >= CACHE_MAX:
+                self._absent.clear()
+            self._absent.add(uid)
+
+    def _keep(self, agent: AgentRecord) -> None:
         with self._lock:
             if len(self._cache) >= CACHE_MAX:
                 self._cache.clear()
-            self._cache[uid] = text
+            self._cache[agent.uid] = agent
+
+    def _newer(self, uids: list[str]) -> dict[str, AgentRecord]:
+        """The records among ``uids`` written here and not yet in the database (they are newer)."""
+        with self._lock:
+            found = {uid: (self._cache.get(uid), text) for uid in uids if (text := self._unwritten(uid)) is not None}
+        return {
+            uid: _copy(kept) if kept is not None else record(AgentRecord, text) for uid, (kept, text) in found.items()
+        }
 
     def get_agents(self, uids: list[str]) -> dict[str, AgentRecord]:
         rows = self._all("SELECT doc FROM agents WHERE uid = ANY(%s)", (list(uids),))
         found = {agent.uid: agent for agent in (record(AgentRecord, doc) for (doc,) in rows)}
         if self.batched:  # what this replica wrote and has not yet written to the database is newer
-            with self._lock:
-                unwritten = {uid: text for uid in uids if (text := self._unwritten(uid)) is not None}
-            found.update((uid, record(AgentRecord, text)) for uid, text in unwritten.items())
+            found.update(self._newer(uids))
+        return found
+
+    def rollout_states(self, uids: list[str], packages: bool = False) -> dict[str, AgentRecord]:
+        """Those agents' records with only what a rollout decides on (``ROLLOUT_FIELDS``), from the columns
+        the database keeps next to each document: the document itself is read only for an agent that
+        failed (its error, the configs it failed) and, for a package rollout (``packages``), its packages.
+        Records this replica has not yet written are read whole from memory (they are newer)."""
+        rows = self._all(
+            "SELECT uid, remote_hash, remote_status, healthy, "
+            "CASE WHEN remote_status = 'FAILED' THEN doc->>'remote_error' END, "
+            "CASE WHEN failing THEN doc->'failed_hashes' END, "
+            "CASE WHEN %s THEN doc->'packages' END "
+            "FROM agents WHERE uid = ANY(%s)",
+            (packages, list(uids)),
+        )
+        found = {
+            uid: AgentRecord(
+                uid=uid,
+                remote_hash=remote_hash,
+                remote_status=remote_status,
+                healthy=healthy,
+                remote_error=remote_error or "",
+                failed_hashes=failed or {},
+                packages=installed or {},
+            )
+            for uid, remote_hash, remote_status, healthy, remote_error, failed, installed in rows
+        }
+        if self.batched:
+            found.update(self._newer(uids))
         return found
 
     def put_agent(self, agent: AgentRecord) -> None:
@@ -265,15 +366,17 @@ class PostgresStore:
             text = json.dumps(doc)
             with self._lock:
                 known = agent.uid in self._cache or self._unwritten(agent.uid) is not None
+                self._absent.discard(agent.uid)
             if not known:  # a new record (or one not read here): in the database before the answer
                 self._upsert(agent.uid, text, doc)
-                self._keep(agent.uid, text)
+                self._keep(_copy(agent))
                 return
+            kept = _copy(agent)
             with self._lock:
                 self._pending[agent.uid] = (text, self._columns(doc))
                 if len(self._cache) >= CACHE_MAX:
                     self._cache.clear()
-                self._cache[agent.uid] = text
+                self._cache[agent.uid] = kept
                 waiting = len(self._pending)
             if waiting >= PENDING_MAX:  # the writer does not keep up (or the database is gone): wait for it
                 self.flush()
@@ -296,8 +399,10 @@ class PostgresStore:
         with self._lock:
             if uid:
                 self._cache.pop(uid, None)
+                self._absent.discard(uid)
             else:
                 self._cache.clear()
+                self._absent.clear()
 
     def refresh_agent(self, uid: str, fields: tuple[str, ...]) -> None:
         if not self.batched:
@@ -389,6 +494,40 @@ class PostgresStore:
     def _columns(doc: dict[str, Any]) -> tuple[str, bool, float]:
         owner, described, first_seen = _agent_columns(doc)
         return owner, bool(described), first_seen
+
+    def count_applied(self, expected: dict[str, str]) -> int:
+        """Counted by the database from the columns (what is pending here is written first): a progress
+        poll over a large rollout transfers one number, not a row per agent."""
+        self._settle()
+        return int(
+            self._one(
+                "SELECT count(*) FROM unnest(%s::text[], %s::text[]) AS w(uid, want) JOIN agents a USING (uid) "
+                "WHERE a.remote_hash = w.want AND a.remote_status = 'APPLIED' AND a.healthy IS NOT FALSE "
+                "AND NOT (a.failing AND a.doc->'failed_hashes' ? w.want)",
+                (list(expected), list(expected.values())),
+            )
+        )
+
+    def list_selectable(self) -> list[AgentRecord]:
+        """Every agent with only ``SELECTION_FIELDS`` (what is pending is written first): starting a rollout
+        over a large registry reads a few fields per agent, not whole documents."""
+        self._settle()
+        rows = self._all(
+            "SELECT uid, doc->>'environment', doc->>'region', doc->>'profile', doc->>'namespace', "
+            "doc->'attributes', doc->'overrides' FROM agents ORDER BY uid"
+        )
+        return [
+            AgentRecord(
+                uid=uid,
+                environment=environment or "",
+                region=region or "",
+                profile=profile or "",
+                namespace=namespace or "",
+                attributes=attributes or {},
+                overrides=overrides or {},
+            )
+            for uid, environment, region, profile, namespace, attributes, overrides in rows
+        ]
 
     def list_agents(self) -> list[AgentRecord]:
         self._settle()
@@ -484,6 +623,7 @@ class PostgresStore:
             self.flush()
         except Exception as exc:
             log.error("PostgreSQL registry at %s: agent records not written at stop: %s", self.where, exc)
-        if self._writer_db is not None:
-            self._writer_db.close()
+        for db in (self._writer_db, self._loader_db):
+            if db is not None:
+                db.close()
         self._db.close()

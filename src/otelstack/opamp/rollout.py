@@ -228,11 +228,12 @@ class Rollouts:
         wave_timeout_s: float = 300.0,
         registry: list[AgentRecord] | None = None,
     ) -> RolloutRecord:
-        """``registry``: every agent record, when the caller just listed them (else they are listed here)."""
+        """``registry``: every agent record (at least their ``SELECTION_FIELDS``), when the caller just listed
+        them (else they are listed here, with those fields only)."""
         current = self.running()
         if current is not None:
             raise RolloutError(f"rollout {current.id} is still running; abort it or wait for it to finish")
-        listed = self.store.list_agents() if registry is None else registry
+        listed = self.store.list_selectable() if registry is None else registry
         agents = [a for a in listed if matches(a, selector)]
         if not agents:
             raise RolloutError(f"no agent matches {selector}")
@@ -357,7 +358,7 @@ class Rollouts:
             return rollout
         wave = rollout.waves[rollout.current_wave]
         settled = self._settled.setdefault(f"{rollout.id}:{rollout.current_wave}", set())
-        reported = self.store.get_agents([uid for uid in wave if uid not in settled])
+        reported = self.store.rollout_states([uid for uid in wave if uid not in settled], rollout.kind == "package")
         outcomes = {
             uid: "ok" if uid in settled else self._agent_outcome(rollout, reported.get(uid), uid) for uid in wave
         }
@@ -395,7 +396,11 @@ class Rollouts:
 
     def _live_progress(self, rollout: RolloutRecord) -> float:
         total = sum(len(w) for w in rollout.waves)
+        if not total:
+            return 0.0
         released = [uid for w in rollout.waves[: rollout.current_wave + 1] for uid in w]
-        reported = self.store.get_agents(released)
+        if rollout.kind == "config":  # counted by the store (a poll of a large rollout reads no records)
+            return self.store.count_applied({uid: rollout.expected.get(uid, "") for uid in released}) / total
+        reported = self.store.rollout_states(released, True)
         done = sum(1 for uid in released if self._agent_outcome(rollout, reported.get(uid), uid) == "ok")
-        return done / total if total else 0.0
+        return done / total

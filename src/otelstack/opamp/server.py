@@ -162,6 +162,8 @@ async def _websocket(request: web.Request, environment: str) -> web.WebSocketRes
                     log.warning("closing OpAMP connection from %s: %s", _peer(request), exc)
                     await ws.close(code=1002, message=b"protocol error")
                     break
+                if session.fresh and fleet.store.shared:
+                    await _load(fleet, message, session)
                 reply = _answer(fleet, message, environment, session)
                 if reply.HasField("error_response"):
                     await ws.send_bytes(protocol.encode_ws(reply))
@@ -193,6 +195,21 @@ async def _websocket(request: web.Request, environment: str) -> web.WebSocketRes
     return ws
 
 
+async def _load(fleet: Fleet, message: pb.AgentToServer, session: Session) -> None:
+    """The first message on a connection: its agent's record is read from a shared registry in a worker
+    thread, so the event loop serves other agents meanwhile (registrations and reconnections arrive by the
+    thousand after a replica restarts). An agent that asks for a UID has no record to read."""
+    if not message.instance_uid or message.flags & pb.AgentToServerFlags_RequestInstanceUid:
+        return
+    try:
+        uid = protocol.uid_text(message.instance_uid)
+        await asyncio.to_thread(fleet.store.load, uid)
+    except Exception as exc:  # handling the message reads it the usual way
+        fleet.errors.failure("load", exc, "an agent's record could not be read ahead; read while handling it")
+        return
+    session.loaded = uid
+
+
 async def push_loop(app: web.Application, interval_s: float = 0.5) -> None:
     """Advance rollouts on time, push new offers to agents connected by WebSocket without waiting for
     their next heartbeat, and delete records that never completed. An error in one step, or in one
@@ -201,8 +218,12 @@ async def push_loop(app: web.Application, interval_s: float = 0.5) -> None:
     pushed: tuple[Any, ...] = ()
     housekeeping_s = min(HOUSEKEEPING_INTERVAL_S, fleet.settings.incomplete_agent_ttl_s / 2)
     housekept = time.monotonic()
+    woken = asyncio.Event()  # another replica announced a change: push now, not at the next tick
+    fleet.wake = woken.set
     while True:
-        await asyncio.sleep(interval_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), interval_s)
+        woken.clear()
         try:
             fleet.rollouts.evaluate()
         except Exception as exc:
@@ -430,7 +451,8 @@ async def start_rollout(request: web.Request) -> web.Response:
         body = await _body(request)
         if not isinstance(body, dict):
             return _json({"error": "the request body must be a JSON object"}, 400)
-        registry = fleet.store.list_agents()  # listed once: checked here, selected from by the rollout
+        # Listed once, with the fields a selection needs: checked here, selected from by the rollout.
+        registry = fleet.store.list_selectable()
         problem = _selector_problem(registry, body.get("selector", {}))
         if problem is not None:
             return _json({"error": problem}, 400)

@@ -111,6 +111,12 @@ class RolloutRecord:
 
 R = TypeVar("R", AgentRecord, RolloutRecord)
 
+# The fields of an agent's record a rollout's selector and each agent's config are computed from
+# (``FleetStore.list_selectable``).
+SELECTION_FIELDS = ("uid", "environment", "region", "profile", "namespace", "attributes", "overrides")
+# The fields of an agent's record a rollout decides on (``FleetStore.rollout_states``).
+ROLLOUT_FIELDS = ("uid", "remote_hash", "remote_status", "remote_error", "healthy", "failed_hashes", "packages")
+
 
 class FleetStore(Protocol):
     # Whether other server processes share this registry (their decisions arrive through notifications).
@@ -121,7 +127,24 @@ class FleetStore(Protocol):
         """The records of those agents that have one (one query, for a rollout wave)."""
         ...
 
+    def rollout_states(self, uids: list[str], packages: bool = False) -> dict[str, AgentRecord]:
+        """The records of those agents that have one, of which only ``ROLLOUT_FIELDS`` are to be read (a
+        store may leave the others at their defaults; ``packages``: the packages too): what a rollout's
+        wave decision needs, for every agent of the wave, every evaluation."""
+        ...
+
+    def count_applied(self, expected: dict[str, str]) -> int:
+        """How many of the agents (uid -> config hash) run that config healthy: reported it APPLIED, not
+        unhealthy, and it is not among the configs they failed (a config rollout's progress)."""
+        ...
+
     def put_agent(self, agent: AgentRecord) -> None: ...
+    def list_selectable(self) -> list[AgentRecord]:
+        """Every agent's record, by uid, of which only ``SELECTION_FIELDS`` are to be read (a store may leave
+        the others at their defaults): what starting a rollout needs of the whole registry (its selector,
+        and the config each selected agent will render)."""
+        ...
+
     def list_agents(self) -> list[AgentRecord]: ...
     def delete_agent(self, uid: str) -> bool:
         """Delete one agent's record; False when there is none."""
@@ -158,6 +181,12 @@ class FleetStore(Protocol):
         ("": of every agent's), which another server may have changed: the next read goes to the registry."""
         ...
 
+    def load(self, uid: str) -> None:
+        """Read an agent's record from the registry afresh into memory (a store that keeps records there),
+        so that the next ``get_agent`` of it waits for nothing; safe to call from a worker thread. The
+        server calls it off the event loop before the first message of a connection."""
+        ...
+
     def refresh_agent(self, uid: str, fields: tuple[str, ...]) -> None:
         """Another server changed ``fields`` of this agent's record (an operator's restart or overrides) or
         deleted it, and said so: a store that writes agent records behind takes those fields from the
@@ -180,6 +209,16 @@ def record(kind: type[R], doc: str | dict[str, Any]) -> R:
         known = _FIELDS[kind] = frozenset(f.name for f in dataclasses.fields(kind))
     data = json.loads(doc) if isinstance(doc, str) else doc
     return kind(**{k: v for k, v in data.items() if k in known})
+
+
+def runs_applied(agent: AgentRecord, config_hash: str) -> bool:
+    """Whether an agent runs that config healthy (``FleetStore.count_applied``; a config rollout's "ok")."""
+    return (
+        agent.remote_hash == config_hash
+        and agent.remote_status == "APPLIED"
+        and agent.healthy is not False
+        and config_hash not in agent.failed_hashes
+    )
 
 
 # Version 0: the tables as the first server wrote them (a database of any version is brought up to
@@ -301,6 +340,16 @@ class SqliteStore:
         found = (self.get_agent(uid) for uid in uids)  # a local lookup each: no round trip to save
         return {agent.uid: agent for agent in found if agent is not None}
 
+    def rollout_states(self, uids: list[str], packages: bool = False) -> dict[str, AgentRecord]:
+        return self.get_agents(uids)  # local reads: whole records cost little more
+
+    def list_selectable(self) -> list[AgentRecord]:
+        return self.list_agents()
+
+    def count_applied(self, expected: dict[str, str]) -> int:
+        found = self.get_agents(list(expected))
+        return sum(1 for uid, agent in found.items() if runs_applied(agent, expected[uid]))
+
     def list_agents(self) -> list[AgentRecord]:
         return [record(AgentRecord, doc) for (doc,) in self._db.execute("SELECT doc FROM agents ORDER BY uid")]
 
@@ -381,6 +430,9 @@ class SqliteStore:
 
     def forget_cached(self, uid: str = "") -> None:
         """Every read is the file's: nothing kept apart."""
+
+    def load(self, uid: str) -> None:
+        """Every read is the file's, and local: nothing to read ahead."""
 
     def refresh_agent(self, uid: str, fields: tuple[str, ...]) -> None:
         """Every write is the file's at once: nothing pending."""

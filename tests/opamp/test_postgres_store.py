@@ -482,3 +482,16 @@ def test_a_change_announced_by_another_replica_wakes_the_push_loop(tmp_path: Pat
         fleet.changed_elsewhere(topic, key)
     assert woken == ["woken"] * 4
     fleet.store.close()
+
+
+def test_the_replica_driving_a_rollout_on_a_shared_registry_evaluates_it_more_often(pg_url: str) -> None:
+    from otelstack.opamp.server import SHARED_EVALUATION_S, _tick
+
+    fleet = Fleet(pg_store(pg_url, "a"), FleetSettings(configs_dir=CONFIGS, server_id="a"), clock=Clock())
+    Sim(fleet, 1).register()
+    assert _tick(fleet, 0.5) == 0.5  # no rollout
+    fleet.rollouts.start("config", {}, {"variant": "emergency"})
+    assert _tick(fleet, 0.5) == SHARED_EVALUATION_S < 0.5
+    fleet.rollouts.driving = False  # another replica drives it
+    assert _tick(fleet, 0.5) == 0.5
+    fleet.store.close()

@@ -411,6 +411,7 @@ class PostgresStore:
             text = self._one("SELECT doc::text FROM agents WHERE uid = %s", (uid,))
             with self._lock:
                 self._cache.pop(uid, None)
+                self._absent.discard(uid)
                 row = self._pending.get(uid)
                 if text is None:  # deleted there: not written again from here
                     self._pending.pop(uid, None)

@@ -101,6 +101,36 @@ def test_vm_and_kubernetes_agents_collect_their_own_sources() -> None:
     assert pods["include"] == ["/var/log/pods/*/*/*.log"] and pods["exclude"], "own logs excluded"
 
 
+def test_vm_agents_read_the_journal_only_when_enabled_and_kubernetes_agents_never() -> None:
+    journal = f"{canonical('receiver', 'journald')}/host"
+    file_log = f"{canonical('receiver', 'filelog')}/host"
+    for name in ("agent-vm", "agent-vm-static"):
+        assert journal not in build_collector(spec(), name)["receivers"], "off by default"
+    on = spec(tiers={"agent": {"journald": {"enabled": True}}})
+    for name in ("agent-vm", "agent-vm-static"):
+        config = build_collector(on, name)
+        # Everything journalctl is asked for, nothing more: units only when given; the cursor in the
+        # checkpoints file_storage beside file_log's offsets, so a restart resumes where it stopped.
+        rx = config["receivers"][journal]
+        assert {k: v for k, v in rx.items() if k != "operators"} == {
+            "start_at": "end",
+            "priority": "info",
+            "storage": "file_storage/checkpoints",
+        }
+        # The journal's PRIORITY becomes the record's severity (the emergency filter and Loki need it).
+        [severity] = rx["operators"]
+        assert severity["type"] == "severity_parser" and severity["parse_from"] == "body.PRIORITY"
+        assert severity["preset"] == "none" and severity["mapping"]["error"] == "3"
+        assert severity["on_error"] == "send_quiet", "an entry without PRIORITY passes"
+        assert config["service"]["pipelines"]["logs"]["receivers"] == ["otlp", file_log, journal]
+        assert journal not in config["service"]["pipelines"]["metrics"]["receivers"]
+    k8s = build_collector(on, "agent-k8s")
+    assert not any(r.startswith("journald") for r in k8s["receivers"]), "the Kubernetes agent reads pod logs"
+    some = spec(tiers={"agent": {"journald": {"enabled": True, "units": ["ssh.service", "nginx*"], "priority": 4}}})
+    rx = build_collector(some, "agent-vm")["receivers"][journal]
+    assert rx["units"] == ["ssh.service", "nginx*"] and rx["priority"] == "4"
+
+
 def test_agent_memory_limiter_is_sized_from_the_agent_limit() -> None:
     limiter = build_collector(spec(tiers={"agent": {"memory_limit_mib": 1000}}), "agent-vm")["processors"]
     assert limiter["memory_limiter"]["limit_mib"] == 800

@@ -75,6 +75,28 @@ def error_of(configs: Path, env: str = "prod", region: str | None = None, **kw: 
             r"resolver tiers.agent.resolver.kind \(.*prod/platform.yaml\) is 'static', which needs at least one "
             r"entry in tiers.agent.resolver.hostnames \(default\)",
         ),
+        (
+            "tiers: {agent: {journald: {enabled: true, priority: verbose}}}\n",
+            r"tiers.agent.journald.priority: 'verbose' is not a journal priority; allowed: emerg, alert, crit, err, "
+            r"warning, notice, info, debug or 0–7",
+        ),
+        ("tiers: {agent: {journald: {priority: 8}}}\n", r"tiers.agent.journald.priority: 8 is not a journal priority"),
+        (
+            "tiers: {agent: {journald: {units: [ssh.service, '']}}}\n",
+            r"tiers.agent.journald.units.1: '' is not a systemd unit name; allowed: a non-empty name or glob",
+        ),
+        (
+            "tiers: {agent: {journald: {units: ['my unit']}}}\n",
+            r"tiers.agent.journald.units.0: 'my unit' is not a systemd unit name",
+        ),
+        (
+            "tiers: {agent: {journald: {units: ssh.service}}}\n",
+            r"tiers.agent.journald.units: Input should be a valid list",
+        ),
+        (
+            "tiers: {agent: {journald: {enable: true}}}\n",
+            r"tiers.agent.journald.enable: unknown key 'enable'; allowed here: enabled, priority, units",
+        ),
         ("retention: {logs: {hot_days: 30, warm_days: 7}}\n", r"retention tiers must not shrink"),
         (
             "redaction: {patterns: [{attribute: a, pattern: '([', replacement: x}]}\n",

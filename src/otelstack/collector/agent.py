@@ -17,7 +17,7 @@ from otelstack.collector.blocks import (
     telemetry,
 )
 from otelstack.collector.opamp import opamp_extension
-from otelstack.model.spec import PlatformSpec, TlsMode
+from otelstack.model.spec import JournaldLogs, PlatformSpec, TlsMode
 from otelstack.security.layout import OTLP_GRPC_PORT, OTLP_HTTP_PORT
 
 AGENT_QUEUE_SIZE = 5000
@@ -57,6 +57,7 @@ def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_ex
     if kubernetes:
         logs_rx = cid("receiver", "filelog", "pods")
         receivers[logs_rx] = _pod_logs(ext_checkpoints)
+        logs_receivers = [otlp_rx, logs_rx]
         metrics_rx = cid("receiver", "kubeletstats")
         receivers[metrics_rx] = {
             "auth_type": "serviceAccount",
@@ -74,6 +75,11 @@ def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_ex
             "include_file_path": True,
             "storage": ext_checkpoints,
         }
+        logs_receivers = [otlp_rx, logs_rx]
+        if tier.journald.enabled:
+            journal_rx = cid("receiver", "journald", "host")
+            receivers[journal_rx] = _journal(tier.journald, ext_checkpoints)
+            logs_receivers.append(journal_rx)
         metrics_rx = cid("receiver", "hostmetrics")
         receivers[metrics_rx] = {
             "collection_interval": tier.host_metrics_interval,
@@ -144,7 +150,7 @@ def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_ex
             "pipelines": {
                 "traces": {"receivers": [otlp_rx], "processors": chain, "exporters": [x_lb]},
                 "metrics": {"receivers": [otlp_rx, metrics_rx], "processors": chain, "exporters": [x_otlp]},
-                "logs": {"receivers": [otlp_rx, logs_rx], "processors": chain, "exporters": [x_otlp]},
+                "logs": {"receivers": logs_receivers, "processors": chain, "exporters": [x_otlp]},
             },
             "telemetry": telemetry(spec, supervised=not opamp_extension_enabled),
         },
@@ -237,6 +243,45 @@ def _pod_logs(storage: str) -> Config:
         "include_file_path": True,
         "storage": storage,
         "operators": [{"type": "container", "id": "container-parser"}],
+    }
+
+
+def _journal(journald: JournaldLogs, storage: str) -> Config:
+    """The systemd journal (VMs), read by ``journalctl --follow`` as a child of the collector.
+
+    Keys of pkg/stanza v0.159.0 operator/input/journald (start_at, priority, units) and the adapter's
+    ``storage``: the receiver keeps its journal cursor there, as file_log keeps its offsets, so a restart
+    resumes after the last entry read instead of skipping to the end."""
+    config: Config = {"start_at": "end", "priority": journald.priority}
+    if journald.units:
+        config["units"] = list(journald.units)
+    config["storage"] = storage
+    config["operators"] = [_journal_severity()]
+    return config
+
+
+def _journal_severity() -> Config:
+    """The entry's syslog PRIORITY (0 emerg … 7 debug) as the record's severity.
+
+    Without it every journal record has SEVERITY_NUMBER_UNSPECIFIED and a map body, which the emergency
+    filter drops whatever its level. pkg/stanza v0.159.0 severity_parser (helper/severity_builder.go):
+    preset ``none`` so the default mapping's OTel numbers ("1"…"24") cannot match a PRIORITY; an entry
+    without PRIORITY passes unchanged (``send_quiet``)."""
+    return {
+        "type": "severity_parser",
+        "id": "journal_priority",
+        "parse_from": "body.PRIORITY",
+        "preset": "none",
+        "mapping": {
+            "fatal": ["0", "1", "2"],
+            "error": "3",
+            "warn": "4",
+            "info2": "5",
+            "info": "6",
+            "debug": "7",
+        },
+        "overwrite_text": True,
+        "on_error": "send_quiet",
     }
 
 

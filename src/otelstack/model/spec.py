@@ -177,6 +177,51 @@ class GatewayResolver(Strict):
         return self
 
 
+# journalctl --priority: the syslog level names or their numbers (0 = emerg … 7 = debug).
+JOURNAL_PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+
+def _journal_unit(value: str) -> str:
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(
+            f"{value!r} is not a systemd unit name; allowed: a non-empty name or glob without spaces, "
+            "e.g. ssh.service or nginx*"
+        )
+    return value
+
+
+JournalUnit = Annotated[str, AfterValidator(_journal_unit)]
+
+
+class JournaldLogs(Strict):
+    """VM agents: the systemd journal through ``journalctl`` (the journald receiver), beside the file logs.
+
+    For hosts without rsyslog (no /var/log/syslog: Debian since 12, minimal images). The agent's unit runs
+    with the ``adm`` group, which Debian lets read the journal."""
+
+    enabled: bool = Field(False, description="read the systemd journal on VM agents (journald receiver)")
+    units: list[JournalUnit] = Field(
+        default_factory=list,
+        description="only these systemd units (journalctl --unit: a unit name or glob); empty: every unit",
+    )
+    priority: str = Field(
+        "info",
+        description="least severe level read (journalctl --priority): emerg, alert, crit, err, warning, "
+        "notice, info, debug, or 0–7",
+    )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, v: object) -> str:
+        text = str(v).strip().lower() if isinstance(v, str | int) and not isinstance(v, bool) else None
+        shown = str(v).lower() if isinstance(v, bool) else repr(v)
+        if text is not None and (text in JOURNAL_PRIORITIES or text in {str(n) for n in range(8)}):
+            return text
+        raise ValueError(
+            f"{shown} is not a journal priority; allowed: {', '.join(JOURNAL_PRIORITIES)} or 0–7 (0 = emerg, 7 = debug)"
+        )
+
+
 class AgentTier(Strict):
     memory_limit_mib: int = Field(512, ge=128, le=65536, description="container/unit memory limit")
     cpu_limit: float = Field(0.5, gt=0, le=64, description="CPU limit of an agent (cores)")
@@ -187,6 +232,10 @@ class AgentTier(Strict):
     log_exclude: list[str] = Field(
         default_factory=lambda: ["/var/log/otelcol-contrib/*.log"],
         description="VM file logs never tailed (filelog exclude globs)",
+    )
+    journald: JournaldLogs = Field(
+        default_factory=lambda: JournaldLogs(),
+        description="VM agents: the systemd journal beside the file logs, for hosts without rsyslog",
     )
     host_metrics_interval: Duration = "30s"
     kubelet_interval: Duration = "30s"

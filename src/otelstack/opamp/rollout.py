@@ -92,6 +92,8 @@ class Rollouts:
         self._settled: dict[str, set[str]] = {}
         # (rollout, wave, its wave list) -> the agents released up to that wave (released_to).
         self._released: tuple[tuple[str, int, int], frozenset[str]] = (("", -1, 0), frozenset())
+        # The same key -> the agents of that wave alone (each report of an agent asks whether it is in it).
+        self._wave: tuple[tuple[str, int, int], frozenset[str]] = (("", -1, 0), frozenset())
         # Changes whenever the baselines do (the push loop compares it).
         self.baselines_version = 0
         self.errors = OnceLog()
@@ -338,7 +340,12 @@ class Rollouts:
     def observe(self, agent: AgentRecord) -> None:
         """An agent of the running rollout reported: settle it, or stop the rollout on its failure."""
         rollout = self.running()
-        if rollout is None or not self.driving or agent.uid not in rollout.waves[rollout.current_wave]:
+        if rollout is None or not self.driving:
+            return
+        key = (rollout.id, rollout.current_wave, id(rollout.waves))
+        if self._wave[0] != key:
+            self._wave = (key, frozenset(rollout.waves[rollout.current_wave]))
+        if agent.uid not in self._wave[1]:
             return
         outcome = self._agent_outcome(rollout, agent, agent.uid)
         if outcome == "ok":

@@ -10,7 +10,7 @@ and prints all three and their ratios to the floor. Removes the lab afterwards u
 --pipelined uses the molecule scenarios' podman connection with pipelining (tests/lab/connection_plugins),
 closer to what SSH with pipelining costs on real hosts than the stock podman connection (four podman
 calls a task). Needs the lab image (bash tests/lab/setup.sh). Usage:
-    python bench/converge_site.py [--keep] [--forks 5] [--pipelined]
+    python bench/converge_site.py [--keep] [--forks 5] [--pipelined] [--profile N]
 """
 
 from __future__ import annotations
@@ -58,6 +58,13 @@ def timed(args: list[str], env: dict[str, str], what: str) -> tuple[float, str]:
     return elapsed, result.stdout
 
 
+def slowest(output: str) -> str:
+    """The summary profile_tasks prints at the end of a run (after the recap)."""
+    recap = output.rfind("PLAY RECAP")
+    lines = [line for line in output[recap:].splitlines() if re.search(r"-+ \d+\.\d+s$", line)]
+    return "\n".join(lines)
+
+
 def changed_total(recap: str) -> int:
     return sum(int(n) for n in re.findall(r"changed=(\d+)", recap))
 
@@ -83,8 +90,14 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="leave the lab running")
     parser.add_argument("--forks", type=int, default=5)
     parser.add_argument("--pipelined", action="store_true", help="podman connection with pipelining")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="print the N slowest tasks of the idempotent run"
+    )
     args = parser.parse_args()
     env = ansible_env(args.forks)
+    if args.profile:
+        env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
+        env["PROFILE_TASKS_TASK_OUTPUT_LIMIT"] = str(args.profile)
     playbook = ["ansible-playbook"]  # the one next to this Python (env PATH above)
     lab = ["-i", str(INVENTORY)]
     if args.pipelined:
@@ -111,6 +124,8 @@ def main() -> None:
         f"site.yml idempotent run     : {second:7.1f} s  ({second / ping:5.1f}x the floor), "
         f"changed={changed_total(out2)}"
     )
+    if args.profile:
+        print(f"slowest tasks of the idempotent run (profile_tasks, summed over hosts):\n{slowest(out2)}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.playbooks import output, run_local_playbook, tail
+from tests.lab.playbooks import output, run_in_a_role, run_local_playbook, tail
 
 ARTEFACTS = {
     "otelcol-contrib_9.9.9_linux_amd64.tar.gz": b"amd64 build",
@@ -59,10 +59,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Counter[str]]]:
 
 
 def fetch(tmp_path: Path, base: str, pins: dict[str, str], **options: object):  # type: ignore[no-untyped-def]
-    """fetch.yml through a role that includes it (common refuses direct use), for hosts h1, h2 (amd64), h3 (arm64)."""
-    role = tmp_path / "roles" / "probe" / "tasks"
-    role.mkdir(parents=True, exist_ok=True)
-    (role / "main.yml").write_text(
+    """fetch.yml from inside a role (the common role is internal), for hosts h1, h2 (amd64), h3 (arm64)."""
+    tasks = (
         "- ansible.builtin.set_fact:\n"
         "    probe_missing: [{artefact: '{{ probe_artefact }}', url: '{{ probe_base }}/{{ probe_artefact }}',"
         " sha256: \"{{ probe_pins[probe_artefact] | default('') }}\"}]\n"
@@ -80,8 +78,6 @@ def fetch(tmp_path: Path, base: str, pins: dict[str, str], **options: object):  
             {"probe": {"hosts": {h: {"probe_artefact": a, "ansible_connection": "local"} for h, a in hosts.items()}}}
         )
     )
-    playbook = tmp_path / "fetch.yml"
-    playbook.write_text("- hosts: probe\n  gather_facts: false\n  roles: [probe]\n")
     variables = {
         "probe_base": base,
         "probe_pins": pins,
@@ -90,12 +86,7 @@ def fetch(tmp_path: Path, base: str, pins: dict[str, str], **options: object):  
         "common_artifact_dir": str(tmp_path / "mirror"),
         **options,
     }
-    return run_local_playbook(
-        tmp_path,
-        playbook,
-        ["-i", str(inventory), "-e", json.dumps(variables)],
-        env={"ANSIBLE_ROLES_PATH": str(tmp_path / "roles")},
-    )
+    return run_in_a_role(tmp_path, tasks, ["-i", str(inventory), "-e", json.dumps(variables)], hosts="probe")
 
 
 def test_each_artefact_is_downloaded_once_for_all_hosts_of_its_architecture(tmp_path: Path, served) -> None:  # type: ignore[no-untyped-def]

@@ -9,21 +9,17 @@ import os
 import pwd
 from pathlib import Path
 
-from tests.lab.playbooks import output, run_local_playbook, tail
+from tests.lab.playbooks import output, run_in_a_role, tail
 
 
 def converge(tmp_path: Path, src: Path, dest: Path):  # type: ignore[no-untyped-def]
-    role = tmp_path / "roles" / "probe" / "tasks"
-    role.mkdir(parents=True, exist_ok=True)
-    (role / "main.yml").write_text(
+    tasks = (
         "- ansible.builtin.include_role:\n"
         "    name: otelstack.platform.common\n"
         "    tasks_from: tree.yml\n"
         "- ansible.builtin.debug:\n"
         "    msg: 'copied={{ common_tree_copied is changed }}'\n"
     )
-    playbook = tmp_path / "tree.yml"
-    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  roles: [probe]\n")
     variables = {
         "common_tree_src": str(src),
         "common_tree_dest": str(dest),
@@ -32,9 +28,7 @@ def converge(tmp_path: Path, src: Path, dest: Path):  # type: ignore[no-untyped-
         "common_tree_mode": "0640",
         "common_tree_dir_mode": "0750",
     }
-    result = run_local_playbook(
-        tmp_path, playbook, ["-e", json.dumps(variables)], env={"ANSIBLE_ROLES_PATH": str(tmp_path / "roles")}
-    )
+    result = run_in_a_role(tmp_path, tasks, ["-e", json.dumps(variables)])
     assert result.returncode == 0, tail(result)
     return "copied=True" in output(result)
 

@@ -57,6 +57,19 @@ def run_local_playbook(
     return subprocess.run(args, capture_output=True, text=True, env=environment, cwd=cwd, timeout=120, check=False)
 
 
+def run_in_a_role(
+    tmp_path: Path, tasks: str, options: Sequence[str] = (), hosts: str = "localhost"
+) -> subprocess.CompletedProcess[str]:
+    """``tasks`` as the main tasks of a role ``probe`` played on ``hosts`` with run_local_playbook: the
+    common role's task files run only from inside another role."""
+    role = tmp_path / "roles" / "probe" / "tasks"
+    role.mkdir(parents=True, exist_ok=True)
+    (role / "main.yml").write_text(tasks, encoding="utf-8")
+    playbook = tmp_path / "probe.yml"
+    playbook.write_text(f"- hosts: {hosts}\n  gather_facts: false\n  roles: [probe]\n", encoding="utf-8")
+    return run_local_playbook(tmp_path, playbook, options, env={"ANSIBLE_ROLES_PATH": str(tmp_path / "roles")})
+
+
 def tail(result: subprocess.CompletedProcess[str], chars: int = 4000) -> str:
     return result.stdout[-chars:] + result.stderr[-chars // 2 :]
 

@@ -7,10 +7,12 @@ handshake to that name, both ways agents dial it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 
+from otelstack.dist.checksums import parse_sums
 from otelstack.render import render_agent_config
 
 ROOT = Path(os.environ["OTELSTACK_ROOT"])
@@ -82,10 +84,14 @@ def test_ca_key_never_reaches_the_host(host) -> None:  # type: ignore[no-untyped
 
 
 def test_artefacts_came_through_the_verified_download_cache() -> None:
-    cache = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "cache"
-    names = sorted(p.name for p in cache.iterdir())
-    assert any(n.startswith("otelcol-contrib_") and n.endswith(".tar.gz") for n in names), names
-    assert any(n.endswith(".sha256") for n in names), names
+    # Downloaded from the mirror once each into the controller cache, verified against the pins of the
+    # mirror's SHA256SUMS (otel_collector_sha256); the .sha256 files beside them are not fetched at all.
+    ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    pins = parse_sums((ephemeral / "artefacts" / "SHA256SUMS").read_text())
+    cached = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ephemeral / "cache").iterdir()}
+    assert any(n.startswith("otelcol-contrib_") and n.endswith(".tar.gz") for n in cached), sorted(cached)
+    assert any(n.startswith("opampsupervisor_") for n in cached), sorted(cached)
+    assert all(pins[name] == digest for name, digest in cached.items()), (cached, pins)
 
 
 def test_gateway_listens_on_all_interfaces(host) -> None:  # type: ignore[no-untyped-def]

@@ -63,6 +63,14 @@ def test_lookup_output_equals_plan_output(
     assert json.loads(result.stdout) == (plan / file).read_text(encoding="utf-8")
 
 
+def releases(tmp_path: Path, *options: str) -> list[dict[str, str]]:
+    """The release facts of the lookup for each set of options (``"arch='arm64'"``), in one evaluation."""
+    calls = ", ".join(f"lookup('otelstack.platform.otelstack', 'release', {o})" for o in options)
+    result = ansible_eval(f"[{calls}]", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return list(json.loads(result.stdout))
+
+
 def test_release_facts(tmp_path: Path) -> None:
     result = ansible_eval("lookup('otelstack.platform.otelstack', 'release', component='opampsupervisor')", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -74,14 +82,7 @@ def test_release_facts(tmp_path: Path) -> None:
 
 
 def test_release_carries_the_catalogs_pinned_digest_per_architecture(tmp_path: Path) -> None:
-    expression = (
-        "[lookup('otelstack.platform.otelstack', 'release', arch='amd64'),"
-        " lookup('otelstack.platform.otelstack', 'release', arch='arm64'),"
-        " lookup('otelstack.platform.otelstack', 'release', arch='amd64', version='0.150.0')]"
-    )
-    result = ansible_eval(expression, tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    amd64, arm64, other = json.loads(result.stdout)
+    amd64, arm64, other = releases(tmp_path, "arch='amd64'", "arch='arm64'", "arch='amd64', version='0.150.0'")
     # the published digest of the pinned release's amd64 archive, and no other
     assert amd64["artefact"] == "otelcol-contrib_0.159.0_linux_amd64.tar.gz"
     assert amd64["sha256"] == "9d589f6349f01179957a2052bc7307a99db2efc971e14e00575941a77122eaaf"
@@ -91,14 +92,12 @@ def test_release_carries_the_catalogs_pinned_digest_per_architecture(tmp_path: P
 def test_release_at_another_version_and_the_dist_build(tmp_path: Path) -> None:
     from otelstack.catalog.components import catalog
 
-    expression = (
-        "[lookup('otelstack.platform.otelstack', 'release', component='opampsupervisor', version='v0.150.0'),"
-        " lookup('otelstack.platform.otelstack', 'release', component='opampsupervisor', dist=true),"
-        " lookup('otelstack.platform.otelstack', 'release', dist=true)]"
+    other, dist, collector = releases(
+        tmp_path,
+        "component='opampsupervisor', version='v0.150.0'",
+        "component='opampsupervisor', dist=true",
+        "dist=true",
     )
-    result = ansible_eval(expression, tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    other, dist, collector = json.loads(result.stdout)
     assert other["artefact"] == "opampsupervisor_0.150.0_linux_amd64"
     assert other["url"].endswith("cmd%2Fopampsupervisor%2Fv0.150.0/opampsupervisor_0.150.0_linux_amd64")
     # What `otelstack dist package` writes: the supervisor at the version the catalog's build section gives.

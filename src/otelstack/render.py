@@ -18,7 +18,10 @@ from otelstack.collector.blocks import Config, Paths
 from otelstack.collector.gateway import render_gateway
 from otelstack.collector.overlays import apply_emergency, safe_minimal
 from otelstack.collector.supervisor import render_supervisor
-from otelstack.errors import ConfigValidationError
+from otelstack.errors import ConfigValidationError, SpecError
+from otelstack.kubernetes.objects import Component
+from otelstack.kubernetes.settings import ClusterSettings, load_stack_settings, stack_file
+from otelstack.kubernetes.stack import export_stack, render_stack
 from otelstack.layering import merge
 from otelstack.model.loader import AgentLevel, load_spec
 from otelstack.model.spec import PlatformSpec, TlsMode
@@ -195,10 +198,49 @@ class PlatformRender:
     binary: str | None  # the otelcol-contrib whose `validate` passed every collector config; None: none found
 
 
+def kubernetes_components(
+    spec: PlatformSpec, cluster: ClusterSettings, collector_configs: Mapping[str, str] | None = None
+) -> tuple[Component, ...]:
+    """Every Kubernetes object of the stack, per component in creation order (what the Pulumi program
+    creates and `plan` exports). ``collector_configs``: the rendered texts by profile (rendered if None)."""
+    if collector_configs is None:
+        collector_configs = {n: render_collector(spec, n).text for n, p in PROFILES.items() if p.kubernetes}
+    return render_stack(spec, cluster, collector_configs)
+
+
+def _kubernetes_files(
+    spec: PlatformSpec, stack_path: Path, files: Mapping[str, str], note: Callable[[str], None]
+) -> dict[str, str]:
+    """build/ENV/k8s/: the stack's objects when a stack file names this environment; validated."""
+    stack = load_stack_settings(stack_path)
+    if stack.env != spec.environment or stack.region != spec.region:
+        raise SpecError(
+            f"{stack_path}: `otelstack:environment`/`otelstack:region` name {stack.env}"
+            f"{'/' + stack.region if stack.region else ''}, but the file is the stack of {spec.environment}"
+            f"{'/' + spec.region if spec.region else ''}"
+        )
+    texts = {
+        n: files[f"collector/{file_name(n)}"]
+        for n, p in PROFILES.items()
+        if p.kubernetes and p.tier in ("agent", "gateway")
+    }
+    note(f"kubernetes objects from {stack_path}")
+    components = kubernetes_components(spec, stack.cluster, texts)
+    return export_stack(components, _header(spec, f"Kubernetes objects, stack {stack_path.name}"))
+
+
 def render_platform(
-    configs_dir: Path, env: str, region: str | None = None, *, progress: Callable[[str], None] | None = None
+    configs_dir: Path,
+    env: str,
+    region: str | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+    stacks_root: Path | None = None,
 ) -> PlatformRender:
-    """Every artefact that exists so far, validated as a whole. Raises on any error; returns files."""
+    """Every artefact that exists so far, validated as a whole. Raises on any error; returns files.
+
+    ``stacks_root``: where ``stacks/platform/Pulumi.<env>.yaml`` is looked for (default: the directory
+    holding ``configs_dir``); when that stack file exists, the Kubernetes objects go to ``k8s/``."""
     spec = load_spec(configs_dir, env, region)
     note = progress or (lambda _msg: None)
     files: dict[str, str] = {}
@@ -238,4 +280,7 @@ def render_platform(
     sizing = size_platform(spec)
     files["sizing.md"] = sizing_markdown(sizing)
     files["sizing.json"] = json.dumps(sizing.to_dict(), indent=2, sort_keys=True) + "\n"
+    stack_path = stack_file(configs_dir.parent if stacks_root is None else stacks_root, env, region)
+    if stack_path.is_file():
+        files.update(_kubernetes_files(spec, stack_path, files, note))
     return PlatformRender(spec=spec, files=files, warnings=tuple(warnings), binary=binary)

@@ -27,7 +27,9 @@ def test_plan_writes_every_profile_variant_supervisor_and_sizing(
     for path in (out / "collector").iterdir():
         assert isinstance(yaml.safe_load(path.read_text()), dict)
     captured = capsys.readouterr()
-    assert f"wrote {len(collector) + 4} files to {out}/" in captured.out
+    k8s = sorted(p.name for p in (out / "k8s").iterdir())  # stacks/platform/Pulumi.prod.yaml exists
+    assert k8s and k8s[0] == "01-namespace.yaml"
+    assert f"wrote {len(collector) + 4 + len(k8s)} files to {out}/" in captured.out
     assert "collector gateway.yaml" in captured.err, "progress lines go to stderr"
 
 

@@ -1,0 +1,192 @@
+"""Plain Kubernetes objects and the helpers every component builder shares.
+
+A builder returns a :class:`Component`: its objects (dicts with the API's camelCase keys, in the order the
+program creates them) and the names of the components that must exist first. Helpers here give every
+object the same labels, every container the same hardened security context and every workload the same
+scheduling settings, so a builder only writes what is its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from otelstack.model.spec import PlatformSpec
+from otelstack.security.flows import COMPONENT_LABEL, PART_OF, PART_OF_LABEL
+from otelstack.sizing import TierSizing
+
+K8sObject = dict[str, Any]
+
+# The names of the components, as render_stack orders them and `depends_on` refers to them.
+COMPONENTS = (
+    "namespace",
+    "cert-manager",
+    "certificates",
+    "agent",
+    "gateway",
+    "opamp-server",
+    "operator",
+    "instrumentation",
+    "beyla",
+    "network-policies",
+)
+
+NAME_LABEL = "app.kubernetes.io/name"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+ENVIRONMENT_LABEL = "otelstack.io/environment"  # stacks/policy reads it (no-insecure-tls is relaxed in dev)
+CONFIG_CHECKSUM_ANNOTATION = "otelstack.io/config-sha256"  # changes with the config: the pods roll
+
+# The Secret holding every secret the spec references as env:NAME; the program fills in the values from the
+# Pulumi config secret map `otelstack:secrets`. No value is ever rendered here.
+SECRETS_NAME = "otelstack-secrets"
+VALUES_FROM_ANNOTATION = "otelstack.io/values-from"
+VALUES_FROM_CONFIG = "pulumi-config"
+
+# The collector image's user (otel/opentelemetry-collector-contrib runs as 10001).
+COLLECTOR_UID = 10001
+
+
+@dataclass(frozen=True)
+class Component:
+    """One part of the platform: its objects in creation order, and what must be created before it."""
+
+    name: str
+    objects: tuple[K8sObject, ...]
+    depends_on: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.name not in COMPONENTS:
+            raise ValueError(f"unknown component {self.name!r}; allowed: {', '.join(COMPONENTS)}")
+
+
+def labels(component: str, name: str, environment: str | None = None) -> dict[str, str]:
+    """The labels of every object: name, part-of/component (the flows matrix selects pods by these)."""
+    result = {
+        NAME_LABEL: name,
+        PART_OF_LABEL: PART_OF,
+        COMPONENT_LABEL: component,
+        MANAGED_BY_LABEL: "otelstack",
+    }
+    if environment:
+        result[ENVIRONMENT_LABEL] = environment
+    return result
+
+
+def selector_labels(component: str, name: str) -> dict[str, str]:
+    """The labels a workload selects its pods by (immutable: never the environment or a version)."""
+    return {NAME_LABEL: name, PART_OF_LABEL: PART_OF, COMPONENT_LABEL: component}
+
+
+def metadata(
+    name: str,
+    component: str,
+    *,
+    namespace: str | None = None,
+    environment: str | None = None,
+    app: str | None = None,
+    annotations: Mapping[str, str] | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+) -> K8sObject:
+    """``metadata`` of an object: name, namespace (None: cluster-scoped), the standard labels."""
+    meta: K8sObject = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta["labels"] = {**labels(component, app or name, environment), **(extra_labels or {})}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def obj(api_version: str, kind: str, meta: K8sObject, **fields: Any) -> K8sObject:
+    """An object with apiVersion, kind, metadata first, then its fields in the given order."""
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta, **fields}
+
+
+def container_security_context(*, read_only_root: bool = True, add_capabilities: Iterable[str] = ()) -> K8sObject:
+    """The hardened container security context (Pod Security "restricted" and more)."""
+    caps: K8sObject = {"drop": ["ALL"]}
+    added = sorted(add_capabilities)
+    if added:
+        caps["add"] = added
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": caps,
+        "privileged": False,
+        "readOnlyRootFilesystem": read_only_root,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context(uid: int = COLLECTOR_UID, *, fs_group: bool = True) -> K8sObject:
+    """The pod security context: a fixed non-root user and group; volumes group-owned by it."""
+    ctx: K8sObject = {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid}
+    if fs_group:
+        ctx["fsGroup"] = uid
+        ctx["fsGroupChangePolicy"] = "OnRootMismatch"
+    ctx["seccompProfile"] = {"type": "RuntimeDefault"}
+    return ctx
+
+
+def cpu_quantity(cores: float) -> str:
+    """CPU as millicores (``500m``); whole cores stay whole numbers of millicores too, for one format."""
+    return f"{max(1, round(cores * 1000))}m"
+
+
+def resources(cpu_request: float, cpu_limit: float, memory_request_mib: int, memory_limit_mib: int) -> K8sObject:
+    return {
+        "requests": {"cpu": cpu_quantity(cpu_request), "memory": f"{memory_request_mib}Mi"},
+        "limits": {"cpu": cpu_quantity(cpu_limit), "memory": f"{memory_limit_mib}Mi"},
+    }
+
+
+def tier_resources(sizing: TierSizing) -> K8sObject:
+    """Requests and limits of a collector tier, from otelstack's sizing."""
+    return resources(sizing.cpu_request, sizing.cpu_limit, sizing.memory_request_mib, sizing.memory_limit_mib)
+
+
+def go_runtime_env(sizing: TierSizing) -> list[K8sObject]:
+    """GOMEMLIMIT from sizing (the memory_limiter's hard limit) and GOMAXPROCS from the CPU limit."""
+    return [
+        {"name": "GOMEMLIMIT", "value": f"{sizing.gomemlimit_mib}MiB"},
+        {"name": "GOMAXPROCS", "value": str(max(1, int(sizing.cpu_limit + 0.999)))},
+    ]
+
+
+def _secret_env_names(node: Any) -> Iterable[str]:
+    if isinstance(node, str):
+        if node.startswith("env:"):
+            yield node.removeprefix("env:")
+    elif isinstance(node, Mapping):
+        for value in node.values():
+            yield from _secret_env_names(value)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            yield from _secret_env_names(value)
+
+
+def spec_secret_names(spec: PlatformSpec) -> tuple[str, ...]:
+    """Every ``env:NAME`` secret reference of the spec that is in use, sorted (the Secret's keys)."""
+    names: set[str] = set()
+    sec = spec.security
+    if sec.receiver_auth.kind == "bearer":
+        names.update(_secret_env_names(sec.receiver_auth.token))
+    names.update(_secret_env_names(sec.opamp.token))
+    if spec.backends.clickhouse.enabled:
+        names.update(_secret_env_names(spec.backends.clickhouse.password))
+    names.update(_secret_env_names(spec.collector_overrides.model_dump()))
+    return tuple(sorted(names))
+
+
+def secret_env(names: Iterable[str]) -> list[K8sObject]:
+    """Container env vars taken from the keys of Secret ``otelstack-secrets`` (never a value)."""
+    return [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": SECRETS_NAME, "key": name}}} for name in sorted(names)
+    ]
+
+
+def config_env_names(config_text: str) -> tuple[str, ...]:
+    """The ``${env:NAME}`` variables a rendered collector config reads, sorted."""
+    return tuple(sorted(set(re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", config_text))))

@@ -1,0 +1,245 @@
+"""Cluster settings of one Pulumi stack, read from ``stacks/platform/Pulumi.<stack>.yaml``.
+
+The stack file names the otelstack environment (``otelstack:environment``), optionally its region
+(``otelstack:region``), and the cluster's own settings (``otelstack:cluster``, an object with camelCase
+keys, as Pulumi config objects are written). Everything a user writes is checked strictly: an unknown key
+or a wrong value is an error naming the file and the key, and nothing is rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from otelstack.errors import SpecError
+
+STACKS_DIR = Path("stacks/platform")
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+LABEL_KEY = re.compile(r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|m|k|M|G)?$")
+
+
+class Strict(BaseModel):
+    """Like ``otelstack.model.spec.Strict``: unknown keys are errors; keys are camelCase in the stack file."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class Image(Strict):
+    repository: str = Field(description="image repository, e.g. otel/opentelemetry-collector-contrib")
+    tag: str = Field(description="a pinned tag (never latest)")
+    digest: str | None = Field(None, description="sha256:<64 hex>: pins the image's content")
+
+    @field_validator("tag")
+    @classmethod
+    def _pinned(cls, v: str) -> str:
+        if not v or v == "latest":
+            raise ValueError(f"tag {v!r} is not pinned; allowed: a release tag such as 0.159.0 (never latest)")
+        return v
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, v: str | None) -> str | None:
+        if v is not None and not DIGEST.match(v):
+            raise ValueError(f"digest {v!r} is not sha256:<64 lower-case hex digits>")
+        return v
+
+    @property
+    def reference(self) -> str:
+        ref = f"{self.repository}:{self.tag}"
+        return f"{ref}@{self.digest}" if self.digest else ref
+
+
+# The digest of otel/opentelemetry-collector-contrib:0.159.0 is not pinned: it could not be verified here
+# (docs/kubernetes/images.md); give it in the stack file (cluster.collectorImage.digest) to pin the content.
+COLLECTOR_IMAGE = Image(repository="otel/opentelemetry-collector-contrib", tag="0.159.0")
+
+
+class Ingress(Strict):
+    enabled: bool = Field(False, description="expose the OpAMP server's web page and API through an Ingress")
+    class_name: str | None = Field(None, description="IngressClass name; none: the cluster default")
+    host: str | None = Field(None, description="host name the Ingress serves")
+
+    @model_validator(mode="after")
+    def _host(self) -> Ingress:
+        if self.enabled and not self.host:
+            raise ValueError("ingress is enabled but has no `host`; allowed: a DNS name, e.g. opamp.example.com")
+        return self
+
+
+class Toleration(Strict):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(None, ge=0)
+
+
+BeylaFeature = Literal["application", "network", "context_propagation"]
+
+
+class Beyla(Strict):
+    enabled: bool = Field(False, description="run Beyla (eBPF auto-instrumentation) as a DaemonSet")
+    features: list[BeylaFeature] = Field(
+        default_factory=lambda: list[BeylaFeature](["application"]),
+        description="what Beyla does; each adds its least capabilities",
+    )
+
+
+class Postgres(Strict):
+    """A PostgreSQL registry for several OpAMP server replicas (otelstack.opamp.settings.PostgresSettings)."""
+
+    url: str = Field(description="postgresql://USER@HOST:PORT/DBNAME[?sslmode=verify-full]; no password here")
+    password_secret_key: str | None = Field(
+        None, description="key of Secret otelstack-secrets holding the password (none: certificate auth)"
+    )
+
+
+class OpampServer(Strict):
+    image: Image | None = Field(
+        None,
+        description="the otelstack OpAMP server image (built by the operator: docs/kubernetes/opamp-server.md); "
+        "required when the stack runs the server",
+    )
+    enabled: bool = Field(True, description="run the OpAMP server in the cluster")
+    replicas: int = Field(1, ge=1, le=20, description="1 with SQLite; more only with postgresql")
+    storage_gib: int = Field(5, ge=1, le=1000, description="size of the SQLite registry's volume")
+    postgresql: Postgres | None = None
+    cpu_limit: str = Field("1", pattern=QUANTITY.pattern)
+    memory_limit: str = Field("512Mi", pattern=QUANTITY.pattern)
+
+    @model_validator(mode="after")
+    def _replicas(self) -> OpampServer:
+        if self.enabled and self.image is None:
+            raise ValueError(
+                "`image` is required when the OpAMP server is enabled: there is no published otelstack image; "
+                "build it (docs/kubernetes/opamp-server.md) and give repository and tag"
+            )
+        if self.replicas > 1 and self.postgresql is None:
+            raise ValueError(
+                f"`replicas` is {self.replicas} with the SQLite registry, which one replica owns; allowed: 1, "
+                "or set `postgresql` for several replicas"
+            )
+        return self
+
+
+class ClusterSettings(Strict):
+    namespace: str = Field("observability", description="namespace of the platform's workloads")
+    storage_class: str | None = Field(None, description="StorageClass of the volumes; none: the cluster default")
+    ingress: Ingress = Field(default_factory=lambda: Ingress())
+    node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of every workload")
+    tolerations: list[Toleration] = Field(default_factory=list, description="tolerations of every workload")
+    install_cert_manager: bool = Field(False, description="install cert-manager (false: it is already present)")
+    install_operator: bool = Field(False, description="install the OpenTelemetry Operator (false: already present)")
+    beyla: Beyla = Field(default_factory=lambda: Beyla())
+    collector_image: Image = Field(default_factory=lambda: COLLECTOR_IMAGE)
+    opamp_server: OpampServer = Field(default_factory=lambda: OpampServer(enabled=False))
+    app_to_agent_certificate: bool = Field(
+        False, description="issue a server certificate for the agents' OTLP receivers (apps → agent TLS)"
+    )
+    gateway_drain_seconds: int = Field(
+        20, ge=0, le=600, description="preStop sleep of a gateway: the agents' resolver drops it before it stops"
+    )
+    certificate_key_algorithm: Literal["ECDSA", "RSA", "Ed25519"] = "ECDSA"
+    certificate_duration_hours: int = Field(2160, ge=2, le=8760, description="lifetime of leaf certificates")
+    certificate_renew_before_hours: int = Field(720, ge=1, description="renewal this long before expiry")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        if not DNS_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a namespace name; allowed: a DNS label (a-z, 0-9, '-'; at most 63)")
+        return v
+
+    @field_validator("node_selector")
+    @classmethod
+    def _selector(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not LABEL_KEY.match(key):
+                raise ValueError(f"{key!r} is not a label key; allowed: [prefix/]name, e.g. kubernetes.io/os")
+        return v
+
+    @model_validator(mode="after")
+    def _renewal(self) -> ClusterSettings:
+        if self.certificate_renew_before_hours >= self.certificate_duration_hours:
+            raise ValueError(
+                f"`certificateRenewBeforeHours` = {self.certificate_renew_before_hours} is not below "
+                f"`certificateDurationHours` = {self.certificate_duration_hours}; allowed: renew before expiry"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    env: str
+    region: str | None
+    cluster: ClusterSettings
+    path: Path | None = None
+
+
+def stack_file(root: Path, env: str, region: str | None = None) -> Path:
+    """``stacks/platform/Pulumi.<env>.yaml`` (``Pulumi.<env>-<region>.yaml`` for a region) under ``root``."""
+    return root / STACKS_DIR / (f"Pulumi.{env}-{region}.yaml" if region else f"Pulumi.{env}.yaml")
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    return "otelstack:cluster" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+
+
+def parse_cluster(data: Any, source: str = "otelstack:cluster") -> ClusterSettings:
+    """Validate an ``otelstack:cluster`` object; SpecError naming ``source`` and each key."""
+    try:
+        return ClusterSettings.model_validate({} if data is None else data)
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key; allowed: " + ", ".join(_allowed(err["loc"][:-1]))
+            issues.append(f"{source}: `{_where(err['loc'])}`: {msg}")
+        raise SpecError(f"{source}: invalid cluster settings; nothing was rendered", issues) from None
+
+
+def _allowed(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = ClusterSettings
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = next((f for n, f in model.model_fields.items() if f.alias == part or n == part), None)
+        ann = getattr(field, "annotation", None)
+        args = getattr(ann, "__args__", ())
+        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def load_stack_settings(path: Path) -> StackSettings:
+    """Read a Pulumi stack file: ``otelstack:environment`` (required), ``otelstack:region``,
+    ``otelstack:cluster``. SpecError naming the file and key on any problem."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the stack file: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    config = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(config, dict):
+        raise SpecError(f"{path}: no `config:` map; a stack file holds config: {{otelstack:environment: ENV, ...}}")
+    env = config.get("otelstack:environment")
+    if not isinstance(env, str) or not env:
+        raise SpecError(f"{path}: `config.otelstack:environment` is missing or not a string; give the environment name")
+    region = config.get("otelstack:region")
+    if region is not None and not isinstance(region, str):
+        raise SpecError(f"{path}: `config.otelstack:region` is not a string")
+    cluster = parse_cluster(config.get("otelstack:cluster"), source=str(path))
+    return StackSettings(env=env, region=region, cluster=cluster, path=path)

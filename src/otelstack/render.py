@@ -25,7 +25,7 @@ from otelstack.kubernetes.stack import export_stack, render_stack
 from otelstack.layering import merge
 from otelstack.model.loader import AgentLevel, load_spec
 from otelstack.model.spec import PlatformSpec, TlsMode
-from otelstack.security.layout import VM
+from otelstack.security.layout import K8S, VM
 from otelstack.sizing import size_platform, sizing_markdown
 from otelstack.validate.binary import run_otelcol_validate
 from otelstack.validate.collector import (
@@ -57,6 +57,7 @@ PROFILES: dict[str, Profile] = {
         Profile("agent-k8s", "agent", True, False, "Kubernetes DaemonSet agent, reporting via opamp"),
         Profile("gateway", "gateway", False, True, "VM gateway run by opampsupervisor (default VM mode)"),
         Profile("gateway-static", "gateway", False, False, "VM gateway run directly by systemd"),
+        Profile("gateway-k8s", "gateway", True, False, "Kubernetes StatefulSet gateway, reporting via opamp"),
     )
 }
 SUPERVISED_PROFILES = tuple(p.name for p in PROFILES.values() if p.supervised)
@@ -86,7 +87,7 @@ def profile(name: str) -> Profile:
 def build_collector(spec: PlatformSpec, name: str, variant: Variant = "normal") -> Config:
     """The collector config (as data) for one profile and variant, before validation."""
     prof = profile(name)
-    paths = Paths.for_vm(VM)
+    paths = Paths.for_vm(K8S if prof.kubernetes else VM)
     if prof.tier == "agent":
         config = render_agent(spec, paths, kubernetes=prof.kubernetes, opamp_extension_enabled=not prof.supervised)
         overrides = spec.collector_overrides.agent

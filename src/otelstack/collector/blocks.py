@@ -11,7 +11,7 @@ from typing import Any
 
 from otelstack.catalog.components import canonical
 from otelstack.model.spec import PlatformSpec, TlsMode
-from otelstack.security.layout import HEALTH_CHECK_PORT, SELF_METRICS_PORT, VmLayout
+from otelstack.security.layout import HEALTH_CHECK_PORT, SELF_METRICS_PORT, CollectorFiles
 
 Config = dict[str, Any]
 
@@ -43,7 +43,7 @@ class Paths:
     checkpoint_dir: str
 
     @classmethod
-    def for_vm(cls, layout: VmLayout) -> Paths:
+    def for_vm(cls, layout: CollectorFiles) -> Paths:
         return cls(
             ca_file=layout.ca_file,
             server_cert=layout.server_cert,

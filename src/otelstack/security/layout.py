@@ -30,15 +30,11 @@ ALERTMANAGER_CLUSTER_PORT = 9094  # gossip between Alertmanager replicas, TCP an
 GRAFANA_PORT = 3000
 
 
-@dataclass(frozen=True)
-class VmLayout:
-    """Filesystem layout of one collector installation on a VM."""
+class CollectorFiles:
+    """The files a collector config names, under a layout's ``tls_dir`` and ``state_dir``."""
 
-    install_root: str = "/opt/otelcol-contrib"  # releases/<version>/, active -> releases/<version>
-    config_dir: str = "/etc/otelcol-contrib"
-    tls_dir: str = "/etc/otelcol-contrib/tls"
-    state_dir: str = "/var/lib/otelcol-contrib"
-    env_file: str = "/etc/otelcol-contrib/otelcol.env"  # secrets as environment variables, mode 0600
+    tls_dir: str
+    state_dir: str
 
     @property
     def ca_file(self) -> str:
@@ -70,6 +66,17 @@ class VmLayout:
         """file_storage directory for filelog checkpoints."""
         return f"{self.state_dir}/checkpoints"
 
+
+@dataclass(frozen=True)
+class VmLayout(CollectorFiles):
+    """Filesystem layout of one collector installation on a VM."""
+
+    install_root: str = "/opt/otelcol-contrib"  # releases/<version>/, active -> releases/<version>
+    config_dir: str = "/etc/otelcol-contrib"
+    tls_dir: str = "/etc/otelcol-contrib/tls"
+    state_dir: str = "/var/lib/otelcol-contrib"
+    env_file: str = "/etc/otelcol-contrib/otelcol.env"  # secrets as environment variables, mode 0600
+
     @property
     def supervisor_state_dir(self) -> str:
         return f"{self.state_dir}/supervisor"
@@ -84,6 +91,20 @@ class VmLayout:
 
 
 VM = VmLayout()
+
+
+@dataclass(frozen=True)
+class KubernetesLayout(CollectorFiles):
+    """Where a collector pod finds its files on Kubernetes: the config from a ConfigMap, certificates from
+    cert-manager Secrets projected into one directory under the VM file names, state on a volume (the
+    gateway's PersistentVolumeClaim, the agent's hostPath directory)."""
+
+    config_dir: str = "/etc/otelcol"
+    tls_dir: str = "/etc/otelcol/tls"
+    state_dir: str = "/var/lib/otelcol"
+
+
+K8S = KubernetesLayout()
 
 # Secrets are never written into configs: they are referenced as environment variables that the
 # systemd unit loads from VmLayout.env_file (VMs) or that a Secret provides (Kubernetes).

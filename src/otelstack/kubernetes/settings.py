@@ -8,13 +8,14 @@ or a wrong value is an error naming the file and the key, and nothing is rendere
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from otelstack.errors import SpecError
@@ -87,11 +88,126 @@ class Toleration(Strict):
 BeylaFeature = Literal["application", "network", "context_propagation"]
 
 
+# grafana/beyla v3.33.0 (docs/kubernetes/beyla.md); its digest could not be verified here: give it in the
+# stack file (cluster.beyla.image.digest) to pin the content.
+BEYLA_IMAGE = Image(repository="docker.io/grafana/beyla", tag="3.33.0")
+
+
 class Beyla(Strict):
     enabled: bool = Field(False, description="run Beyla (eBPF auto-instrumentation) as a DaemonSet")
     features: list[BeylaFeature] = Field(
         default_factory=lambda: list[BeylaFeature](["application"]),
         description="what Beyla does; each adds its least capabilities",
+    )
+    namespace: str | None = Field(
+        None, description="Beyla's own namespace (Pod Security privileged); default: <namespace>-beyla"
+    )
+    image: Image = Field(default_factory=lambda: BEYLA_IMAGE)
+    instrument_namespaces: list[str] = Field(
+        default_factory=lambda: ["*"], description="namespace globs whose processes Beyla instruments"
+    )
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v: list[BeylaFeature]) -> list[BeylaFeature]:
+        if not v:
+            raise ValueError("no feature chosen; allowed: application, network, context_propagation")
+        if "context_propagation" in v and "application" not in v:
+            raise ValueError("context_propagation propagates the traces of `application`; add application")
+        return sorted(set(v))
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str | None) -> str | None:
+        if v is not None and not DNS_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a namespace name; allowed: a DNS label (a-z, 0-9, '-'; at most 63)")
+        return v
+
+
+def _cidr(v: str) -> str:
+    try:
+        return str(ipaddress.ip_network(v, strict=True))
+    except ValueError:
+        raise ValueError(f"{v!r} is not a network in CIDR notation, e.g. 10.0.0.0/8 or fd00::/8") from None
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Peers(Strict):
+    """Where a source outside the platform's tiers is: namespaces (by their labels) and/or networks."""
+
+    namespace_labels: dict[str, str] = Field(
+        default_factory=dict, description="namespaceSelector matchLabels (empty: no namespace peer)"
+    )
+    cidrs: list[Cidr] = Field(default_factory=list, description="ipBlock networks (empty: no network peer)")
+
+    @property
+    def present(self) -> bool:
+        return bool(self.namespace_labels or self.cidrs)
+
+
+class ApiServer(Strict):
+    cidrs: list[Cidr] = Field(
+        default_factory=list,
+        description="addresses of the kube-apiserver endpoints (kubectl get endpointslice -n default kubernetes); "
+        "empty: any address, on `ports` only",
+    )
+    ports: list[Port] = Field(default_factory=lambda: [443, 6443], description="the API server's ports")
+
+
+class ClusterDns(Strict):
+    namespace: str = Field("kube-system", description="namespace of the cluster DNS (kube-dns/CoreDNS)")
+    pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"k8s-app": "kube-dns"}, description="labels of the cluster DNS pods"
+    )
+
+
+class NetworkPolicies(Strict):
+    """The NetworkPolicies rendered from otelstack.security.flows (docs/kubernetes/network-policies.md)."""
+
+    enabled: bool = Field(True, description="default deny and the flows matrix as NetworkPolicies")
+    apps: Peers = Field(
+        default_factory=lambda: Peers(namespace_labels={"otelstack.io/telemetry": "enabled"}),
+        description="the external source `apps`: instrumented applications",
+    )
+    operators: Peers = Field(
+        default_factory=lambda: Peers(),
+        description="the external source `operators`: people and their tools (an ingress controller's namespace)",
+    )
+    api_server: ApiServer = Field(default_factory=lambda: ApiServer())
+    node_cidrs: list[Cidr] = Field(
+        default_factory=list, description="the nodes' addresses (kubelet, port 10250); empty: any address"
+    )
+    dns: ClusterDns = Field(default_factory=lambda: ClusterDns())
+    outside: dict[str, list[Cidr]] = Field(
+        default_factory=dict,
+        description="tier not run by the stack → networks it runs in (egress to its endpoint's port); "
+        "a tier not listed is reached at any address, on its endpoint's port only",
+    )
+
+    @field_validator("outside")
+    @classmethod
+    def _tiers(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        from otelstack.security.flows import PLATFORM_ROLES
+
+        unknown = sorted(set(v) - set(PLATFORM_ROLES))
+        if unknown:
+            raise ValueError(f"unknown tier {', '.join(unknown)}; allowed: {', '.join(PLATFORM_ROLES)}")
+        return v
+
+
+class Instrumentation(Strict):
+    """The OpenTelemetry Operator's Instrumentation CR (docs/kubernetes/operator.md)."""
+
+    enabled: bool = Field(True, description="create the Instrumentation CR (needs the operator's CRDs)")
+    name: str = Field("otelstack", description="name of the Instrumentation CR in the platform's namespace")
+    languages: list[Literal["java", "python", "nodejs", "dotnet", "go"]] = Field(
+        default_factory=lambda: list[Literal["java", "python", "nodejs", "dotnet", "go"]](
+            ["java", "python", "nodejs", "dotnet"]
+        ),
+        description="languages configured; go injects a privileged sidecar and is left out unless listed",
     )
 
 
@@ -141,6 +257,8 @@ class ClusterSettings(Strict):
     install_cert_manager: bool = Field(False, description="install cert-manager (false: it is already present)")
     install_operator: bool = Field(False, description="install the OpenTelemetry Operator (false: already present)")
     beyla: Beyla = Field(default_factory=lambda: Beyla())
+    network_policies: NetworkPolicies = Field(default_factory=lambda: NetworkPolicies())
+    instrumentation: Instrumentation = Field(default_factory=lambda: Instrumentation())
     collector_image: Image = Field(default_factory=lambda: COLLECTOR_IMAGE)
     opamp_server: OpampServer = Field(default_factory=lambda: OpampServer(enabled=False))
     app_to_agent_certificate: bool = Field(

@@ -1,0 +1,165 @@
+"""What every component of the platform does: create the objects otelstack rendered, as typed resources.
+
+``otelstack.kubernetes`` renders each part of the platform to plain Kubernetes objects (the same objects
+``otelstack plan`` exports); a component turns each object into the pulumi_kubernetes resource of its
+kind (a ``CustomResource`` for kinds the SDK does not know, e.g. cert-manager's and the operator's), parents
+them to itself and orders them:
+
+- inside a component, an object waits for the objects of a lower rank (the Namespace and
+  CustomResourceDefinitions first; then accounts, roles, configuration, claims; then bindings; then
+  workloads and everything else), so the API server never sees an object before what it refers to;
+- between components, ``depends_on`` names what must exist first (instrumentation after the operator,
+  certificates after cert-manager); a dependency on a component waits for all its children.
+
+Two things are added here and nowhere else, so the plan's export stays free of them: the values of Secrets
+annotated ``otelstack.io/values-from: pulumi-config`` (from the stack's secret config), and, when the stack
+asks for it, ``pulumi.com/skipAwait`` (a cluster without nodes never makes a pod ready).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+K8sObject = dict[str, Any]
+
+VALUES_FROM = "otelstack.io/values-from"
+VALUES_FROM_CONFIG = "pulumi-config"
+SKIP_AWAIT = "pulumi.com/skipAwait"
+
+# Lower ranks are created first inside a component.
+_RANK = {
+    "Namespace": 0,
+    "CustomResourceDefinition": 0,
+    "ServiceAccount": 1,
+    "ClusterRole": 1,
+    "Role": 1,
+    "ConfigMap": 1,
+    "Secret": 1,
+    "PersistentVolumeClaim": 1,
+    "Issuer": 1,
+    "ClusterIssuer": 1,
+    "ClusterRoleBinding": 2,
+    "RoleBinding": 2,
+    "Certificate": 2,
+}
+_WORKLOAD_RANK = 3
+# pulumi_kubernetes module names of the API groups whose first label is not the module name.
+_MODULES = {"": "core"}
+
+
+class SecretValueMissing(ValueError):
+    """A Secret needs a value the stack's secret config does not hold."""
+
+
+@dataclass(frozen=True)
+class ComponentArgs:
+    """What a platform component creates: otelstack's rendered objects, and how."""
+
+    objects: Sequence[K8sObject]
+    depends_on: Sequence[pulumi.Resource] = ()
+    secret_values: pulumi.Input[Mapping[str, str]] = field(default_factory=dict)
+    skip_await: bool = False
+
+
+def rank(obj: K8sObject) -> int:
+    return _RANK.get(obj["kind"], _WORKLOAD_RANK)
+
+
+def logical_name(obj: K8sObject) -> str:
+    """The Pulumi name of an object: namespace/name (namespaced) or its name (cluster-scoped)."""
+    meta = obj["metadata"]
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def resource_class(api_version: str, kind: str) -> type[pulumi.CustomResource] | None:
+    """The pulumi_kubernetes class of a built-in kind (apps/v1 DaemonSet → k8s.apps.v1.DaemonSet), else None."""
+    group, _, version = api_version.rpartition("/")
+    module = getattr(k8s, _MODULES.get(group, group.split(".")[0]), None)
+    found = getattr(getattr(module, version, None), kind, None)
+    return found if isinstance(found, type) and issubclass(found, pulumi.CustomResource) else None
+
+
+def secret_keys(obj: K8sObject) -> list[str]:
+    """The keys a Secret takes from the stack's secret config (none for any other object)."""
+    annotations = obj["metadata"].get("annotations") or {}
+    if obj["kind"] != "Secret" or annotations.get(VALUES_FROM) != VALUES_FROM_CONFIG:
+        return []
+    return sorted(obj.get("stringData") or {})
+
+
+def pick(values: Mapping[str, str], keys: Sequence[str], secret: str) -> dict[str, str]:
+    """The values of `keys`, or SecretValueMissing naming every absent one and how to set it."""
+    lacking = [key for key in keys if not values.get(key)]
+    if lacking:
+        raise SecretValueMissing(
+            f"Secret {secret} needs {', '.join(lacking)} from the stack's secret config; set each with "
+            f"`pulumi config set --secret --path 'otelstack:secrets.{lacking[0]}' <value>`"
+        )
+    return {key: values[key] for key in keys}
+
+
+def with_secret_values(obj: K8sObject, values: pulumi.Input[Mapping[str, str]]) -> K8sObject:
+    """A Secret that takes its values from the stack config, with those values filled in (as secrets)."""
+    keys = secret_keys(obj)
+    if not keys:
+        return obj
+    filled = copy.deepcopy(obj)
+    name = logical_name(obj)
+    filled["stringData"] = pulumi.Output.secret(pulumi.Output.from_input(values).apply(lambda m: pick(m, keys, name)))
+    return filled
+
+
+def with_skip_await(obj: K8sObject) -> K8sObject:
+    marked = copy.deepcopy(obj)
+    marked["metadata"].setdefault("annotations", {})[SKIP_AWAIT] = "true"
+    return marked
+
+
+def create(obj: K8sObject, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    """The resource of one object: its typed class when the SDK has one, else a CustomResource."""
+    name = logical_name(obj)
+    cls = resource_class(obj["apiVersion"], obj["kind"])
+    if cls is None:
+        body = {key: value for key, value in obj.items() if key not in ("apiVersion", "kind", "metadata")}
+        return k8s.apiextensions.CustomResource(
+            name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"], opts=opts, **body
+        )
+    fields = {_snake(key): value for key, value in obj.items() if key not in ("apiVersion", "kind")}
+    return cls(name, opts=opts, **fields)
+
+
+def type_token(component: str) -> str:
+    """The Pulumi type of a platform component: "opamp-server" → otelstack:platform:OpampServer."""
+    return "otelstack:platform:" + "".join(part.capitalize() for part in component.split("-"))
+
+
+class PlatformComponent(pulumi.ComponentResource):
+    """A part of the platform: its rendered objects as children, ordered by rank (see the module's text)."""
+
+    resources: dict[str, pulumi.CustomResource]
+
+    def __init__(self, component: str, args: ComponentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(type_token(component), component, None, opts)
+        self.resources = {}
+        objects = [with_skip_await(obj) if args.skip_await else obj for obj in args.objects]
+        objects = [with_secret_values(obj, args.secret_values) for obj in objects]
+        earlier: list[pulumi.Resource] = []
+        for level in sorted({rank(obj) for obj in objects}):
+            created: list[pulumi.Resource] = []
+            for obj in (o for o in objects if rank(o) == level):
+                resource = create(obj, pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, *earlier]))
+                self.resources[f"{obj['kind']}/{logical_name(obj)}"] = resource
+                created.append(resource)
+            earlier += created
+        self.register_outputs({"objects": len(objects)})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from otelstack.kubernetes import namespace
+from otelstack.kubernetes import beyla, namespace, network, operator
 from otelstack.kubernetes.objects import Component
 from otelstack.kubernetes.settings import ClusterSettings
 from otelstack.model.spec import PlatformSpec
@@ -42,7 +42,13 @@ Builder = Callable[[StackContext], Component | None]
 
 # One builder per module. Builders of other modules are added here; the order is the creation order
 # wherever dependencies leave a choice.
-BUILDERS: tuple[Builder, ...] = (namespace.component,)
+BUILDERS: tuple[Builder, ...] = (
+    namespace.component,
+    operator.component,
+    operator.instrumentation_component,
+    beyla.component,
+    network.component,
+)
 
 
 def render_stack(

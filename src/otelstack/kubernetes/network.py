@@ -1,0 +1,263 @@
+"""NetworkPolicies: default deny in every namespace the stack owns, then the flows matrix, nothing else.
+
+The matrix is ``otelstack.security.flows`` — the one the VM firewall renders to nftables. For every tier the
+stack runs (:data:`DEPLOYED_TIERS`), one NetworkPolicy selects its pods by the tier's labels and holds
+
+- one ingress rule per flow into the tier whose source is present: a tier the stack runs (podSelector by
+  its labels) or an external source (``apps``, ``operators``) given in the stack file (namespaceSelector
+  and/or ipBlock); the ports are the tier's named listeners, which are its containers' port names;
+- one egress rule per flow out of the tier whose target is reachable: a tier the stack runs (podSelector,
+  named ports) or a tier outside the cluster the spec sends to (ipBlock from ``networkPolicies.outside``,
+  any address otherwise, on the port of the spec's endpoint only);
+- egress to the cluster DNS, and for the tiers that call the Kubernetes API (:data:`API_CALLERS`) egress
+  to the API server and the kubelets. NetworkPolicy cannot select the API server (it is not a pod), so its
+  addresses come from ``networkPolicies.apiServer.cidrs`` (docs/kubernetes/network-policies.md).
+
+Each policy names its rules, in order, in the annotations ``otelstack.io/ingress-rules`` and
+``otelstack.io/egress-rules`` (flow names, or ``dns``/``kube-apiserver``/``kubelet``/``postgresql``), so
+a reader — and the tests — can tell which flow opened which rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from otelstack.kubernetes import beyla
+from otelstack.kubernetes.objects import Component, K8sObject, metadata, obj
+from otelstack.security import flows, layout
+
+if TYPE_CHECKING:
+    from otelstack.kubernetes.stack import StackContext
+    from otelstack.model.spec import PlatformSpec
+
+API = "networking.k8s.io/v1"
+COMPONENT = "network-policies"
+INGRESS_ANNOTATION = "otelstack.io/ingress-rules"
+EGRESS_ANNOTATION = "otelstack.io/egress-rules"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
+KUBELET_PORT = 10250
+ANY_ADDRESS = ("0.0.0.0/0", "::/0")
+
+# The tiers the stack runs, each with the settings that switch it on. Backends join here when the stack
+# runs them (a predicate on the context); until then they are targets outside the cluster.
+DEPLOYED_TIERS: tuple[tuple[str, Callable[[StackContext], bool]], ...] = (
+    ("agents", lambda ctx: True),
+    ("gateways", lambda ctx: True),
+    ("opamp_servers", lambda ctx: ctx.cluster.opamp_server.enabled),
+)
+
+# Tiers whose workloads call the Kubernetes API: the agents' k8s_attributes processor (and the k8s resolver
+# of the load_balancing exporter) call the API server; kubelet_stats calls the kubelet on its node.
+API_CALLERS: dict[str, tuple[str, ...]] = {"agents": ("kube-apiserver", "kubelet")}
+
+
+def deployed_tiers(ctx: StackContext) -> tuple[str, ...]:
+    """The flows matrix's tiers the stack runs in these settings, in matrix order."""
+    return tuple(name for name, runs in DEPLOYED_TIERS if runs(ctx))
+
+
+def _url_port(url: str, defaults: dict[str, int]) -> int:
+    parts = urlsplit(url)
+    return parts.port or defaults[parts.scheme]
+
+
+def outside_ports(spec: PlatformSpec, tier: str) -> tuple[int, ...] | None:
+    """The port(s) the spec sends to when `tier` runs outside the cluster; None: the spec does not use it."""
+    backends = spec.backends
+    if tier == "clickhouse" and backends.clickhouse.enabled:
+        url = backends.clickhouse.endpoint
+        secure = "secure=true" in url.lower()
+        return (_url_port(url, {"tcp": 9440 if secure else 9000, "clickhouse": 9440 if secure else 9000,
+                                "http": 8123, "https": 8443}),)  # fmt: skip
+    if tier == "tempo" and backends.tempo.enabled:
+        return (int(backends.tempo.endpoint.rsplit(":", 1)[1]),)
+    if tier == "loki" and backends.loki.enabled:
+        return (_url_port(backends.loki.endpoint, {"http": 80, "https": 443}),)
+    if tier == "prometheus" and backends.prometheus.enabled:
+        return (_url_port(backends.prometheus.endpoint, {"http": 80, "https": 443}),)
+    if tier == "opamp_servers":
+        return (_url_port(spec.security.opamp.endpoint, {"ws": 80, "wss": 443, "http": 80, "https": 443}),)
+    return None
+
+
+def _ip_blocks(cidrs: list[str] | tuple[str, ...]) -> list[K8sObject]:
+    return [{"ipBlock": {"cidr": cidr}} for cidr in (cidrs or ANY_ADDRESS)]
+
+
+def _numbered(ports: tuple[int, ...] | list[int], protocol: str = "TCP") -> list[K8sObject]:
+    return [{"protocol": protocol, "port": port} for port in ports]
+
+
+def _named(listeners: tuple[flows.Listener, ...]) -> list[K8sObject]:
+    return [{"protocol": item.protocol.upper(), "port": item.name} for item in listeners]
+
+
+def _pods(tier: str) -> K8sObject:
+    return {"podSelector": {"matchLabels": dict(flows.tier(tier).labels)}}
+
+
+def _in_namespace(namespace: str, pod_labels: dict[str, str]) -> K8sObject:
+    return {
+        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}},
+        "podSelector": {"matchLabels": dict(pod_labels)},
+    }
+
+
+def _external_peers(ctx: StackContext, name: str, target: str) -> list[K8sObject]:
+    """Peers of external source `name` from the stack file; Beyla counts among `apps` toward the agents."""
+    settings = ctx.cluster.network_policies
+    peers_of = {"apps": settings.apps, "operators": settings.operators}
+    given = peers_of[name]
+    peers: list[K8sObject] = []
+    if given.namespace_labels:
+        peers.append({"namespaceSelector": {"matchLabels": dict(given.namespace_labels)}})
+    peers += [{"ipBlock": {"cidr": cidr}} for cidr in given.cidrs]
+    if name == "apps" and target == beyla.TARGET_TIER and ctx.cluster.beyla.enabled:
+        if beyla.host_network(ctx.cluster.beyla):
+            # A host-network pod connects from its node's address; NetworkPolicy sees no pod.
+            peers += [{"ipBlock": {"cidr": cidr}} for cidr in settings.node_cidrs]
+        else:
+            peers.append(_in_namespace(beyla.namespace(ctx), beyla.pod_labels()))
+    return peers
+
+
+def _ingress(ctx: StackContext, tier: str, running: tuple[str, ...]) -> tuple[list[str], list[K8sObject]]:
+    names: list[str] = []
+    rules: list[K8sObject] = []
+    for rule in flows.inbound_rules(tier):
+        if rule.peer.kind == "tier":
+            peers = [_pods(rule.peer.name)] if rule.peer.name in running else []
+        else:
+            peers = _external_peers(ctx, rule.peer.name, tier)
+        if peers:
+            names.append(rule.flow)
+            rules.append({"from": peers, "ports": _named(rule.listeners)})
+    return names, rules
+
+
+def _dns_rule(ctx: StackContext) -> K8sObject:
+    dns = ctx.cluster.network_policies.dns
+    return {"to": [_in_namespace(dns.namespace, dns.pod_labels)], "ports": _numbered([53], "UDP") + _numbered([53])}
+
+
+def _api_rules(ctx: StackContext, tier: str) -> list[tuple[str, K8sObject]]:
+    settings = ctx.cluster.network_policies
+    rules: list[tuple[str, K8sObject]] = []
+    for name in API_CALLERS.get(tier, ()):
+        if name == "kube-apiserver":
+            rules.append(
+                (name, {"to": _ip_blocks(settings.api_server.cidrs), "ports": _numbered(settings.api_server.ports)})
+            )
+        else:
+            rules.append((name, {"to": _ip_blocks(settings.node_cidrs), "ports": _numbered([KUBELET_PORT])}))
+    return rules
+
+
+def _egress(ctx: StackContext, tier: str, running: tuple[str, ...]) -> tuple[list[str], list[K8sObject]]:
+    names: list[str] = []
+    rules: list[K8sObject] = []
+    outside = ctx.cluster.network_policies.outside
+    for flow in flows.FLOWS:
+        if flow.source != tier:
+            continue
+        if flow.target in running:
+            target = flows.tier(flow.target)
+            listeners = tuple(target.listener(port, flow.protocol) for port in flow.ports)
+            rule: K8sObject = {"to": [_pods(flow.target)], "ports": _named(listeners)}
+        else:
+            ports = outside_ports(ctx.spec, flow.target)
+            if ports is None:
+                continue
+            rule = {"to": _ip_blocks(outside.get(flow.target, [])), "ports": _numbered(ports, flow.protocol.upper())}
+        names.append(flow.name)
+        rules.append(rule)
+    names.append("dns")
+    rules.append(_dns_rule(ctx))
+    for name, api_rule in _api_rules(ctx, tier):
+        names.append(name)
+        rules.append(api_rule)
+    postgresql = ctx.cluster.opamp_server.postgresql
+    if tier == "opamp_servers" and postgresql is not None:
+        names.append("postgresql")
+        rules.append(
+            {
+                "to": _ip_blocks([]),
+                "ports": _numbered([_url_port(postgresql.url, {"postgresql": 5432, "postgres": 5432})]),
+            }
+        )
+    return names, rules
+
+
+def _policy(
+    ctx: StackContext,
+    name: str,
+    namespace: str,
+    pod_selector: K8sObject,
+    ingress: tuple[list[str], list[K8sObject]] = ([], []),
+    egress: tuple[list[str], list[K8sObject]] = ([], []),
+) -> K8sObject:
+    annotations = {}
+    if ingress[0]:
+        annotations[INGRESS_ANNOTATION] = ",".join(ingress[0])
+    if egress[0]:
+        annotations[EGRESS_ANNOTATION] = ",".join(egress[0])
+    spec: K8sObject = {"podSelector": pod_selector, "policyTypes": ["Ingress", "Egress"]}
+    if ingress[1]:
+        spec["ingress"] = ingress[1]
+    if egress[1]:
+        spec["egress"] = egress[1]
+    meta = metadata(name, COMPONENT, namespace=namespace, environment=ctx.spec.environment, annotations=annotations)
+    return obj(API, "NetworkPolicy", meta, spec=spec)
+
+
+def default_deny(ctx: StackContext, namespace: str) -> K8sObject:
+    """Every pod of `namespace`: no ingress, no egress, unless another policy of the namespace allows it."""
+    return _policy(ctx, "otelstack-default-deny", namespace, {})
+
+
+def tier_policy(ctx: StackContext, tier: str) -> K8sObject:
+    running = deployed_tiers(ctx)
+    item = flows.tier(tier)
+    selector = {"matchLabels": dict(item.labels)}
+    return _policy(
+        ctx,
+        f"otelstack-{item.component}",
+        ctx.namespace,
+        selector,
+        _ingress(ctx, tier, running),
+        _egress(ctx, tier, running),
+    )
+
+
+def beyla_policy(ctx: StackContext) -> K8sObject:
+    """Beyla sends OTLP to the agents (the flow apps-to-agent), resolves names and reads pod metadata."""
+    agents = flows.tier(beyla.TARGET_TIER)
+    otlp = tuple(agents.listener(port, "tcp") for port in (layout.OTLP_GRPC_PORT, layout.OTLP_HTTP_PORT))
+    settings = ctx.cluster.network_policies
+    names = ["apps-to-agent", "dns", "kube-apiserver"]
+    rules = [
+        {"to": [_in_namespace(ctx.namespace, agents.labels)], "ports": _named(otlp)},
+        _dns_rule(ctx),
+        {"to": _ip_blocks(settings.api_server.cidrs), "ports": _numbered(settings.api_server.ports)},
+    ]
+    return _policy(
+        ctx,
+        "otelstack-beyla",
+        beyla.namespace(ctx),
+        {"matchLabels": beyla.pod_labels()},
+        egress=(names, rules),
+    )
+
+
+def component(ctx: StackContext) -> Component | None:
+    if not ctx.cluster.network_policies.enabled:
+        return None
+    objects = [default_deny(ctx, ctx.namespace)]
+    objects += [tier_policy(ctx, tier) for tier in deployed_tiers(ctx)]
+    depends = ["namespace"]
+    if ctx.cluster.beyla.enabled:
+        objects += [default_deny(ctx, beyla.namespace(ctx)), beyla_policy(ctx)]
+        depends.append("beyla")
+    return Component(COMPONENT, tuple(objects), depends_on=tuple(depends))

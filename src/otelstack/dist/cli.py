@@ -3,6 +3,8 @@
 otelstack dist manifest                 print the Collector Builder manifest generated from the catalog
 otelstack dist build [--link DIR]       build both programs into the per-user cache (skipped when present)
 otelstack dist package --out DIR        build if needed, then write the upstream archive layout + checksums
+otelstack dist kubetools [--link DIR]   build kube-apiserver, etcd, the Pulumi CLI, its Python host and the
+                                        Kubernetes provider (catalog/kubernetes_tools.yaml) into the cache
   --release VERSION|previous            the collector at another release ('previous': the one before the
                                         pinned one, to test upgrades); modules the Go proxy does not serve at that
                                         release are left out and named
@@ -14,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from otelstack.dist import kubetools
 from otelstack.dist.build import MANIFEST_HEADER, build_all, cache_root, host_arch, link, progress_printer
 from otelstack.dist.manifest import builder_manifest, excluded
 from otelstack.dist.package import package
@@ -85,3 +88,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     common(k)
     k.add_argument("--out", type=Path, required=True, help="directory for the archives and .sha256 files")
     k.set_defaults(func=cmd_package)
+
+    kubetools.register(dist)

@@ -284,9 +284,7 @@ class LookupModule(LookupBase):
                     name = rel.archive_name(arch)
                     results.append({
                         "name": rel.name, "version": rel.version, "binary": rel.binary, "artefact": name,
-                        "checksum_file": rel.checksums_name(arch), "url": rel.url(name),
-                        "checksum_url": rel.url(rel.checksums_name(arch)),
-                        "sha256": rel.pinned_sha256(name) or "",
+                        "url": rel.url(name), "sha256": rel.pinned_sha256(name) or "",
                     })
                     continue
                 common = {

@@ -20,7 +20,6 @@ class Release:
     name: str
     version: str
     archive: str  # file name pattern with {version} and {arch}
-    checksums: str  # checksum file name pattern with {artifact} (one file per artefact, bare hex digest)
     binary: str
     url_base: str  # with {version}
     sha256: Mapping[str, str] = field(default_factory=dict)  # artefact file name → pinned digest
@@ -33,9 +32,6 @@ class Release:
         if arch not in ARCHES:
             raise ValueError(f"architecture {arch!r} is not published; allowed: {', '.join(ARCHES)}")
         return self.archive.format(version=self.version, arch=arch)
-
-    def checksums_name(self, arch: str) -> str:
-        return self.checksums.format(artifact=self.archive_name(arch))
 
     def url(self, file_name: str) -> str:
         return self.url_base.format(version=self.version) + file_name
@@ -56,7 +52,6 @@ def otelcol_contrib() -> Release:
         name="otelcol-contrib",
         version=str(cat.release["otelcol_contrib"]),
         archive=str(art["archive"]),
-        checksums=str(art["checksums"]),
         binary=str(art["binary"]),
         url_base=str(art["url_base"]),
         sha256=_pins(),
@@ -70,7 +65,6 @@ def opampsupervisor() -> Release:
         name="opampsupervisor",
         version=str(cat.release["opampsupervisor"]),
         archive=str(art["supervisor_archive"]),
-        checksums=str(art.get("supervisor_checksums", art["checksums"])),
         binary=str(art["supervisor_binary"]),
         url_base=str(art.get("supervisor_url_base", art["url_base"])),
         sha256=_pins(),

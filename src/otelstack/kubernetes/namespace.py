@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from otelstack.kubernetes import opamp
 from otelstack.kubernetes.objects import (
     SECRETS_NAME,
     VALUES_FROM_ANNOTATION,
@@ -56,7 +57,7 @@ def secrets_object(ctx: StackContext) -> K8sObject:
             annotations={VALUES_FROM_ANNOTATION: VALUES_FROM_CONFIG},
         ),
         type="Opaque",
-        stringData={name: "" for name in spec_secret_names(ctx.spec)},
+        stringData={name: "" for name in sorted({*spec_secret_names(ctx.spec), *opamp.secret_names(ctx)})},
     )
 
 

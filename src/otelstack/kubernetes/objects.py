@@ -44,6 +44,19 @@ SECRETS_NAME = "otelstack-secrets"
 VALUES_FROM_ANNOTATION = "otelstack.io/values-from"
 VALUES_FROM_CONFIG = "pulumi-config"
 
+# Workload names. The agent's own pod logs are excluded by name (collector/agent.py: observability_otel-agent*).
+AGENT_NAME = "otel-agent"
+GATEWAY_NAME = "otel-gateway"
+OPAMP_NAME = "otelstack-opamp"
+
+# cert-manager Secrets (tls.crt, tls.key, ca.crt), projected into the collectors' tls_dir.
+CA_SECRET = "otelstack-ca"
+AGENT_CLIENT_SECRET = "otel-agent-client-tls"
+AGENT_SERVER_SECRET = "otel-agent-server-tls"
+GATEWAY_SERVER_SECRET = "otel-gateway-server-tls"
+GATEWAY_CLIENT_SECRET = "otel-gateway-client-tls"
+OPAMP_SERVER_SECRET = "otelstack-opamp-server-tls"
+
 # The collector image's user (otel/opentelemetry-collector-contrib runs as 10001).
 COLLECTOR_UID = 10001
 

@@ -229,6 +229,11 @@ class OpampServer(Strict):
     enabled: bool = Field(True, description="run the OpAMP server in the cluster")
     replicas: int = Field(1, ge=1, le=20, description="1 with SQLite; more only with postgresql")
     storage_gib: int = Field(5, ge=1, le=1000, description="size of the SQLite registry's volume")
+    configs_dir: str = Field(
+        "/opt/otelstack/configs",
+        pattern=r"^/\S+$",
+        description="the configs/ hierarchy inside the image (remote configs are rendered from it)",
+    )
     postgresql: Postgres | None = None
     cpu_limit: str = Field("1", pattern=QUANTITY.pattern)
     memory_limit: str = Field("512Mi", pattern=QUANTITY.pattern)
@@ -288,6 +293,11 @@ class ClusterSettings(Strict):
 
     @model_validator(mode="after")
     def _renewal(self) -> ClusterSettings:
+        if self.install_cert_manager:
+            raise ValueError(
+                "`installCertManager: true` is not supported yet: install cert-manager v1.21.2 before the stack "
+                "(docs/kubernetes/certificates.md) and set installCertManager: false"
+            )
         if self.certificate_renew_before_hours >= self.certificate_duration_hours:
             raise ValueError(
                 f"`certificateRenewBeforeHours` = {self.certificate_renew_before_hours} is not below "

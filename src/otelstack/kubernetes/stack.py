@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from otelstack.kubernetes import beyla, namespace, network, operator
+from otelstack.kubernetes import agent, beyla, certificates, gateway, namespace, network, opamp, operator
 from otelstack.kubernetes.objects import Component
 from otelstack.kubernetes.settings import ClusterSettings
 from otelstack.model.spec import PlatformSpec
@@ -44,6 +44,10 @@ Builder = Callable[[StackContext], Component | None]
 # wherever dependencies leave a choice.
 BUILDERS: tuple[Builder, ...] = (
     namespace.component,
+    certificates.component,
+    agent.component,
+    gateway.component,
+    opamp.component,
     operator.component,
     operator.instrumentation_component,
     beyla.component,

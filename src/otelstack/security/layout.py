@@ -99,7 +99,7 @@ class KubernetesLayout(CollectorFiles):
     cert-manager Secrets projected into one directory under the VM file names, state on a volume (the
     gateway's PersistentVolumeClaim, the agent's hostPath directory)."""
 
-    config_dir: str = "/etc/otelcol"
+    config_dir: str = "/etc/otelcol/config"  # not the parent of tls_dir: a read-only volume holds no mount point
     tls_dir: str = "/etc/otelcol/tls"
     state_dir: str = "/var/lib/otelcol"
 

@@ -77,6 +77,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         )
     else:
         print(f"  every collector config passed `otelcol-contrib validate` ({result.binary})")
+    k8s = sum(1 for f in result.files if f.startswith("k8s/"))
+    if k8s:
+        print(f"  kubernetes: {k8s} component files in k8s/")
+    for line in result.notes:
+        print(f"  note: {line}")
     return 0
 
 

@@ -15,7 +15,7 @@ checkpoints and the persistent queue (``/var/lib/otelstack/agent``, created if a
 CA file when ``tiers.agent.kubelet_ca`` is ``file:/path``. The container runs as uid 0 *without any
 capability*: kubelet creates the hostPath directory root-owned (0755) and writes pod logs root-owned
 (0640), so only the owner can write the one and read the other; every capability is dropped, the root
-filesystem is read-only and privilege escalation is off (docs/kubernetes/agent.md).
+filesystem is read-only and privilege escalation is off (docs/kubernetes/collectors.md).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class Image(Strict):
 
 
 # The digest of otel/opentelemetry-collector-contrib:0.159.0 is not pinned: it could not be verified here
-# (docs/kubernetes/images.md); give it in the stack file (cluster.collectorImage.digest) to pin the content.
+# (docs/kubernetes/collectors.md, "Images"); give it in the stack file (cluster.collectorImage.digest) to pin the content.
 COLLECTOR_IMAGE = Image(repository="otel/opentelemetry-collector-contrib", tag="0.159.0")
 
 

@@ -442,6 +442,9 @@ class Security(Strict):
 # --- sampling -----------------------------------------------------------------------------------
 
 
+Propagator = Literal["tracecontext", "baggage", "b3", "b3multi", "jaeger", "xray", "ottrace"]
+
+
 class HeadSampling(Strict):
     """What SDKs and operator-injected agents are told (OTEL_TRACES_SAMPLER[_ARG]).
 
@@ -457,8 +460,8 @@ class HeadSampling(Strict):
     ratio: float = Field(
         1.0, ge=0, le=1, description="OTEL_TRACES_SAMPLER_ARG; must stay 1.0 (sampling is decided at the gateways)"
     )
-    propagators: list[Literal["tracecontext", "baggage", "b3", "b3multi", "jaeger", "xray", "ottrace"]] = Field(
-        default_factory=lambda: ["tracecontext", "baggage"],
+    propagators: list[Propagator] = Field(
+        default_factory=lambda: list[Propagator](["tracecontext", "baggage"]),
         min_length=1,
         description="OTEL_PROPAGATORS given to SDKs and injected agents (W3C trace context and baggage by default)",
     )

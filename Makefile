@@ -35,9 +35,18 @@ $(VENV)/.test: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(VENV)/.runtime $@
 
-setup: $(VENV)/.test
+# checkov pins packages (packaging<24) older than the test environment needs, so it has its own environment;
+# plan and the tests find it there (otelstack.validate.kubernetes).
+CHECKOV_VENV := .cache/checkov-venv
+$(CHECKOV_VENV)/.installed: constraints-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -c constraints-checkov.txt checkov
+	@touch $@
 
-plan: $(VENV)/.runtime
+setup: $(VENV)/.test $(CHECKOV_VENV)/.installed
+
+plan: $(VENV)/.runtime $(CHECKOV_VENV)/.installed
 	$(BIN)/otelstack plan $(PLAN_ARGS)
 
 # The real programs, built from their Go modules at the catalog's pins into ~/.cache/otelstack and linked
@@ -66,7 +75,7 @@ lint: $(VENV)/.test $(COLLECTION_LINK)
 	# The whole repository (galaxy.yml and changelogs/ included), as the production profile asks.
 	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS) $(BIN)/ansible-lint -q --profile production
 
-unit: $(VENV)/.test
+unit: $(VENV)/.test $(CHECKOV_VENV)/.installed
 	$(BIN)/pytest -q -m "not molecule"
 
 check: lint unit

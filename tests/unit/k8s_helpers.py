@@ -22,9 +22,18 @@ def stack(
     return kubernetes_components(spec or load_spec(CONFIGS, env), parse_cluster(cluster or {}))
 
 
-def find(components: tuple[Component, ...], kind: str, name: str | None = None) -> dict[str, Any]:
-    hits = [o for c in components for o in c.objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
-    assert len(hits) == 1, f"{kind} {name}: {len(hits)} objects"
+def find(
+    components: tuple[Component, ...], kind: str, name: str | None = None, namespace: str | None = None
+) -> dict[str, Any]:
+    hits = [
+        o
+        for c in components
+        for o in c.objects
+        if o["kind"] == kind
+        and name in (None, o["metadata"]["name"])
+        and namespace in (None, o["metadata"].get("namespace"))
+    ]
+    assert len(hits) == 1, f"{kind} {name} {namespace or ''}: {len(hits)} objects"
     return hits[0]
 
 

@@ -69,6 +69,30 @@ def test_agents_balance_traces_by_trace_id_with_each_resolver(
         assert config["service"]["pipelines"][signal]["exporters"] == [f"{OTLP_X}/gateway"]
 
 
+@pytest.mark.parametrize(
+    "resolver",
+    [{"kind": "dns", "dns_name": "gateways.dev.internal"}, {"kind": "static", "hostnames": ["gw-a"]}, {"kind": "k8s"}],
+    ids=lambda r: r["kind"],
+)
+def test_the_kubernetes_agent_always_resolves_the_gateways_headless_service(resolver: dict[str, Any]) -> None:
+    config = build_collector(spec(tiers={"agent": {"resolver": resolver}}), "agent-k8s")
+    lb = config["exporters"][LB]
+    assert lb["resolver"] == {"k8s": {"service": "otel-gateway-headless.observability", "ports": [4317]}}
+    fqdn = "otel-gateway-headless.observability.svc.cluster.local"
+    assert lb["protocol"]["otlp"]["tls"]["server_name_override"] == fqdn
+    assert config["exporters"][f"{OTLP_X}/gateway"]["endpoint"] == f"dns:///{fqdn}:4317"
+    # The VM profiles keep the spec's resolver.
+    assert next(iter(build_collector(spec(tiers={"agent": {"resolver": resolver}}), "agent-vm")["exporters"][LB]
+                     ["resolver"])) == resolver["kind"]  # fmt: skip
+
+
+def test_the_kubernetes_agent_needs_the_gateways_namespace_in_k8s_service() -> None:
+    from otelstack.errors import ConfigValidationError
+
+    with pytest.raises(ConfigValidationError, match=r"k8s_service.*<headless service>\.<namespace>"):
+        build_collector(spec(tiers={"agent": {"resolver": {"k8s_service": "otel-gateway-headless"}}}), "agent-k8s")
+
+
 def test_agent_hop_has_mtls_auth_and_a_disk_queue_on_the_balancer_itself() -> None:
     lb = build_collector(spec(), "agent-vm")["exporters"][LB]
     otlp = lb["protocol"]["otlp"]

@@ -106,7 +106,13 @@ def test_exports_to_the_node_local_agent_and_rolls_on_config_change() -> None:
     found = objects({})
     container = found["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-agent.observability.svc:4317"
+    # The node-local agent Service, in the agents' own namespace.
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-agent.observability-agent.svc:4317"
+    ctx = context({"beyla": {"enabled": True}, "agentNamespace": "nodes"})
+    assert beyla.agent_otlp_url(ctx, 4317) == "http://otel-agent.nodes.svc:4317"
+    # Beyla does not instrument the platform's own namespaces, the agents' included.
+    excluded = [e["k8s_namespace"] for e in beyla.config(ctx)["discovery"]["exclude_instrument"]]
+    assert excluded == ["observability", "nodes", "observability-beyla"]
     assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
     assert env["BEYLA_CONFIG_PATH"] == f"{beyla.CONFIG_DIR}/{beyla.CONFIG_FILE}"
     first = found["DaemonSet"]["spec"]["template"]["metadata"]["annotations"][CONFIG_CHECKSUM_ANNOTATION]

@@ -53,15 +53,16 @@ def test_each_present_flow_is_exactly_one_ingress_and_one_egress_rule(cluster: d
         "operators": settings.operators.present,
     }
     found = policies(ctx)
-    ns = ctx.namespace
     for flow in flows.FLOWS:
         source_present = flow.source in running or external_present.get(flow.source, False)
         target = flows.tier(flow.target)
         if flow.target in running:
+            ns = network.tier_namespace(ctx, flow.target)
             ingress = rule_names(found[(ns, f"otelstack-{target.component}")], "ingress")
             assert ingress.count(flow.name) == (1 if source_present else 0), flow.name
         if flow.source in running:
             source = flows.tier(flow.source)
+            ns = network.tier_namespace(ctx, flow.source)
             egress = rule_names(found[(ns, f"otelstack-{source.component}")], "egress")
             reachable = flow.target in running or network.outside_ports(ctx.spec, flow.target) is not None
             assert egress.count(flow.name) == (1 if reachable else 0), flow.name
@@ -71,7 +72,8 @@ def test_each_present_flow_is_exactly_one_ingress_and_one_egress_rule(cluster: d
 def test_nothing_else_is_open(cluster: dict[str, Any]) -> None:
     ctx = context(cluster)
     found = policies(ctx)
-    namespaces = {ctx.namespace} | ({f"{ctx.namespace}-beyla"} if ctx.cluster.beyla.enabled else set())
+    namespaces = {ctx.namespace, f"{ctx.namespace}-agent"}
+    namespaces |= {f"{ctx.namespace}-beyla"} if ctx.cluster.beyla.enabled else set()
     for ns in namespaces:
         deny = found[(ns, "otelstack-default-deny")]["spec"]
         assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
@@ -89,11 +91,19 @@ def test_nothing_else_is_open(cluster: dict[str, Any]) -> None:
             assert rule["ports"], name
         if name != "otelstack-default-deny":
             assert spec["podSelector"]["matchLabels"], name
-    expected = {(ctx.namespace, f"otelstack-{flows.tier(t).component}") for t in network.deployed_tiers(ctx)}
+    expected = {
+        (network.tier_namespace(ctx, t), f"otelstack-{flows.tier(t).component}") for t in network.deployed_tiers(ctx)
+    }
     expected |= {(ns, "otelstack-default-deny") for ns in namespaces}
     if ctx.cluster.beyla.enabled:
         expected.add((f"{ctx.namespace}-beyla", "otelstack-beyla"))
     assert set(found) == expected
+
+
+AGENTS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability-agent"}},
+    "podSelector": {"matchLabels": flows.tier("agents").labels},
+}
 
 
 def test_ingress_uses_the_listeners_names_as_ports_and_the_tier_labels_as_peers() -> None:
@@ -101,7 +111,8 @@ def test_ingress_uses_the_listeners_names_as_ports_and_the_tier_labels_as_peers(
     gateway = policies(ctx)[("observability", "otelstack-gateway")]
     rules = dict(zip(rule_names(gateway, "ingress"), gateway["spec"]["ingress"], strict=True))
     agent_rule = rules["agent-to-gateway"]
-    assert agent_rule["from"] == [{"podSelector": {"matchLabels": flows.tier("agents").labels}}]
+    # The agents run in their own namespace: the peer is those pods of that namespace only.
+    assert agent_rule["from"] == [AGENTS_PEER]
     assert agent_rule["ports"] == [{"protocol": "TCP", "port": "otlp-grpc"}, {"protocol": "TCP", "port": "otlp-http"}]
     assert gateway["spec"]["podSelector"] == {"matchLabels": flows.tier("gateways").labels}
     # Prometheus is not run by the stack: nothing may scrape the gateways.
@@ -127,7 +138,7 @@ def test_egress_outside_the_cluster_uses_the_spec_endpoint_port_and_the_given_ne
 def test_api_server_and_kubelet_egress_only_for_the_agents() -> None:
     ctx = context({"networkPolicies": {"apiServer": {"cidrs": ["192.0.2.10/32"], "ports": [6443]}}})
     found = policies(ctx)
-    agent = found[("observability", "otelstack-agent")]
+    agent = found[("observability-agent", "otelstack-agent")]
     rules = dict(zip(rule_names(agent, "egress"), agent["spec"]["egress"], strict=True))
     assert rules["kube-apiserver"] == {
         "to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}],
@@ -142,7 +153,7 @@ def test_api_server_and_kubelet_egress_only_for_the_agents() -> None:
 def test_beyla_reaches_the_agents_and_the_agents_accept_it() -> None:
     ctx = context({"beyla": {"enabled": True}})
     found = policies(ctx)
-    agent = found[("observability", "otelstack-agent")]
+    agent = found[("observability-agent", "otelstack-agent")]
     apps = dict(zip(rule_names(agent, "ingress"), agent["spec"]["ingress"], strict=True))["apps-to-agent"]
     beyla_peer = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability-beyla"}},
@@ -154,7 +165,29 @@ def test_beyla_reaches_the_agents_and_the_agents_accept_it() -> None:
     assert beyla_peer in apps["from"]
     beyla = found[("observability-beyla", "otelstack-beyla")]
     assert rule_names(beyla, "egress") == ["apps-to-agent", "dns", "kube-apiserver"]
+    assert beyla["spec"]["egress"][0]["to"] == [AGENTS_PEER]
     assert "ingress" not in beyla["spec"]
+
+
+def test_the_agents_namespace_is_denied_by_default_and_its_flows_cross_namespaces() -> None:
+    ctx = context({"opampServer": OPAMP})
+    found = policies(ctx)
+    deny = found[("observability-agent", "otelstack-default-deny")]
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    agent = found[("observability-agent", "otelstack-agent")]
+    egress = dict(zip(rule_names(agent, "egress"), agent["spec"]["egress"], strict=True))
+    gateways = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}},
+        "podSelector": {"matchLabels": flows.tier("gateways").labels},
+    }
+    assert egress["agent-to-gateway"]["to"] == [gateways]
+    opamp = found[("observability", "otelstack-opamp-server")]
+    ingress = dict(zip(rule_names(opamp, "ingress"), opamp["spec"]["ingress"], strict=True))
+    assert [AGENTS_PEER] in [rule["from"] for rule in ingress.values()]
+    # Peers in the policy's own namespace stay plain podSelectors.
+    gateway = found[("observability", "otelstack-gateway")]
+    peers = [peer for rule in gateway["spec"]["egress"] for peer in rule["to"] if "podSelector" in peer]
+    assert {"podSelector": opamp["spec"]["podSelector"]} in peers
 
 
 def test_disabled_renders_nothing() -> None:

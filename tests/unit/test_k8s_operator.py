@@ -120,7 +120,7 @@ def test_the_cr_points_at_the_node_local_agent_with_the_spec_sampler_and_propaga
         sampling={"head": {"sampler": "parentbased_traceidratio", "propagators": ["tracecontext", "b3"]}},
     )
     spec = operator.instrumentation(ctx)["spec"]
-    assert spec["exporter"] == {"endpoint": "http://otel-agent.observability.svc:4318"}
+    assert spec["exporter"] == {"endpoint": "http://otel-agent.observability-agent.svc:4318"}
     assert spec["env"] == [{"name": "OTEL_EXPORTER_OTLP_PROTOCOL", "value": "http/protobuf"}]
     assert spec["sampler"] == {"type": "parentbased_traceidratio", "argument": "1"}
     assert spec["propagators"] == ["tracecontext", "b3"]

@@ -90,7 +90,8 @@ def test_every_checkov_skip_carries_its_reason() -> None:
     [
         ("config: {}\n", "`config.otelstack:environment` is missing"),
         ("config:\n  otelstack:environment: dev\n  otelstack:cluster: {storageClas: fast}\n",
-         "`otelstack:cluster.storageClas`: unknown key; allowed: namespace, storageClass"),
+         "`otelstack:cluster.storageClas`: unknown key; allowed: namespace, agentNamespace, certManagerNamespace, "
+         "storageClass"),
         ("config:\n  otelstack:environment: dev\n  otelstack:cluster:\n"
          "    opampServer: {replicas: 2, image: {repository: r, tag: '1'}}\n",
          "`otelstack:cluster.opampServer`: `replicas` is 2 with the SQLite registry"),

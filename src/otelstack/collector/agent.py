@@ -17,6 +17,7 @@ from otelstack.collector.blocks import (
     telemetry,
 )
 from otelstack.collector.opamp import opamp_extension
+from otelstack.errors import ConfigValidationError
 from otelstack.model.spec import JournaldLogs, PlatformSpec, TlsMode
 from otelstack.security.layout import OTLP_GRPC_PORT, OTLP_HTTP_PORT
 
@@ -121,10 +122,10 @@ def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_ex
                     "retry_on_failure": {**retry_on_failure(), "max_elapsed_time": "30s"},
                 }
             },
-            "resolver": _resolver(spec),
+            "resolver": _resolver(spec, kubernetes),
         },
         x_otlp: {
-            "endpoint": _balanced_endpoint(spec),
+            "endpoint": _balanced_endpoint(spec, kubernetes),
             "balancer_name": "round_robin",
             **otlp_client,
             "sending_queue": sending_queue(ext_queue, AGENT_QUEUE_SIZE),
@@ -134,7 +135,7 @@ def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_ex
     if hop is TlsMode.INSECURE:
         for exporter in (exporters[x_lb]["protocol"]["otlp"], exporters[x_otlp]):
             exporter["tls"] = {"insecure": True}
-    elif (service_name := _resolved_service_name(spec)) is not None:
+    elif (service_name := _resolved_service_name(spec, kubernetes)) is not None:
         # The dns and k8s resolvers hand the sub-exporters IP:port, so Go would check the gateway
         # certificate's IP addresses; verify it against the service name its certificate carries instead.
         exporters[x_lb]["protocol"]["otlp"]["tls"] = {**otlp_client["tls"], "server_name_override": service_name}
@@ -157,35 +158,49 @@ def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_ex
     }
 
 
-def _resolver(spec: PlatformSpec) -> Config:
+def _resolver(spec: PlatformSpec, kubernetes: bool) -> Config:
+    """The gateways' resolver. On Kubernetes always ``k8s``: the gateways are the StatefulSet behind the
+    headless Service ``tiers.agent.resolver.k8s_service``, whatever the spec's VM resolver is."""
     r = spec.tiers.agent.resolver
+    if kubernetes or r.kind == "k8s":
+        return {"k8s": {"service": _k8s_service(spec, kubernetes), "ports": [OTLP_GRPC_PORT]}}
     if r.kind == "static":
         return {"static": {"hostnames": [_with_port(h) for h in r.hostnames]}}
-    if r.kind == "dns":
-        return {"dns": {"hostname": r.dns_name, "port": str(OTLP_GRPC_PORT)}}
-    service = r.k8s_service
-    return {"k8s": {"service": service, "ports": [OTLP_GRPC_PORT]}}
+    return {"dns": {"hostname": r.dns_name, "port": str(OTLP_GRPC_PORT)}}
 
 
-def _resolved_service_name(spec: PlatformSpec) -> str | None:
+def _k8s_service(spec: PlatformSpec, kubernetes: bool) -> str:
+    """``name.namespace`` of the gateways' headless Service. The Kubernetes agent runs in a namespace of its
+    own, so a name without a namespace (which the resolver would look up in the agent's) is refused."""
+    service = spec.tiers.agent.resolver.k8s_service
+    name, _, namespace = service.partition(".")
+    if kubernetes and (not name or not namespace or "." in namespace):
+        raise ConfigValidationError(
+            f"tiers.agent.resolver.k8s_service is {service!r}; the Kubernetes agent runs outside the gateways' "
+            "namespace, so it needs <headless service>.<namespace>, e.g. otel-gateway-headless.observability"
+        )
+    return service
+
+
+def _resolved_service_name(spec: PlatformSpec, kubernetes: bool) -> str | None:
     """The name the gateways share when a resolver turns it into addresses (dns, k8s); None for static."""
     r = spec.tiers.agent.resolver
+    if kubernetes or r.kind == "k8s":
+        name, _, namespace = _k8s_service(spec, kubernetes).partition(".")
+        return f"{name}.{namespace or 'default'}.svc.cluster.local"
     if r.kind == "dns":
         return r.dns_name
-    if r.kind == "k8s":
-        name, _, namespace = r.k8s_service.partition(".")
-        return f"{name}.{namespace or 'default'}.svc.cluster.local"
     return None
 
 
-def _balanced_endpoint(spec: PlatformSpec) -> str:
+def _balanced_endpoint(spec: PlatformSpec, kubernetes: bool) -> str:
     """One gRPC target that spreads metrics and logs over every gateway (round_robin over DNS)."""
     r = spec.tiers.agent.resolver
+    if kubernetes or r.kind == "k8s":
+        return f"dns:///{_resolved_service_name(spec, kubernetes)}:{OTLP_GRPC_PORT}"
     if r.kind == "static":
         return _with_port(r.otlp_target or r.hostnames[0])
-    if r.kind == "dns":
-        return f"dns:///{r.dns_name}:{OTLP_GRPC_PORT}"
-    return f"dns:///{_resolved_service_name(spec)}:{OTLP_GRPC_PORT}"
+    return f"dns:///{r.dns_name}:{OTLP_GRPC_PORT}"
 
 
 def _with_port(host: str) -> str:
@@ -234,11 +249,17 @@ def _k8s_attributes() -> Config:
     }
 
 
+# The agent's own namespace, from the pod (downward API metadata.namespace): the stack chooses it
+# (cluster.agentNamespace), the spec does not know it, and the config stays the same for every stack.
+POD_NAMESPACE_ENV = "K8S_POD_NAMESPACE"
+
+
 def _pod_logs(storage: str) -> Config:
-    """Container logs of every pod on the node, except the collector's own (no feedback loop)."""
+    """Container logs of every pod on the node, except the agents' own (no feedback loop). Pod log
+    directories are ``<namespace>_<pod>_<uid>``; the agent pods are ``otel-agent-<suffix>`` (DaemonSet)."""
     return {
         "include": ["/var/log/pods/*/*/*.log"],
-        "exclude": ["/var/log/pods/observability_otel-agent*/*/*.log"],
+        "exclude": [f"/var/log/pods/${{env:{POD_NAMESPACE_ENV}}}_otel-agent-*/*/*.log"],
         "start_at": "end",
         "include_file_path": True,
         "storage": storage,

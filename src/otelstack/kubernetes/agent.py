@@ -6,8 +6,14 @@ RBAC is exactly what the config's components call (READMEs and sources at v0.159
   namespace informer (no namespace labels/annotations, no k8s.cluster.uid) and no ReplicaSet informer
   (k8s.deployment.name is derived from the ReplicaSet name: internal/kube/client.go);
 - kubeletstats: ``nodes/stats`` get (no extra_metadata_labels, no k8s_api_config: nothing else);
-- load_balancing with the k8s resolver: get, list, watch ``discovery.k8s.io`` EndpointSlices in the
-  gateways' namespace (a Role there), only when the spec chooses that resolver.
+- load_balancing with the k8s resolver, which the agent-k8s profile always uses (the gateways are the
+  StatefulSet behind the headless Service): get, list, watch ``discovery.k8s.io`` EndpointSlices in the
+  gateways' namespace (a Role there, bound to the agent's ServiceAccount in the agents' namespace).
+
+The agents run in a namespace of their own (``cluster.agentNamespace``, default ``<namespace>-agent``, Pod
+Security enforce ``privileged``, audit and warn ``restricted``: namespace.py): the hostPath volumes below
+are refused by ``baseline`` and ``restricted`` alike, and every other workload stays in the ``restricted``
+platform namespace.
 
 Host mounts: ``/var/log/pods`` read-only (the file_log include; with containerd and CRI-O these are the
 log files themselves, not links, so ``/var/log/containers`` is not needed), a hostPath directory for the
@@ -15,7 +21,10 @@ checkpoints and the persistent queue (``/var/lib/otelstack/agent``, created if a
 CA file when ``tiers.agent.kubelet_ca`` is ``file:/path``. The container runs as uid 0 *without any
 capability*: kubelet creates the hostPath directory root-owned (0755) and writes pod logs root-owned
 (0640), so only the owner can write the one and read the other; every capability is dropped, the root
-filesystem is read-only and privilege escalation is off (docs/kubernetes/collectors.md).
+filesystem is read-only and privilege escalation is off (docs/kubernetes/collectors.md). A non-root uid
+with ``supplementalGroups: [0]`` could read the logs (group root, 0640) but not write the checkpoint
+directory (root 0755), and fsGroup does not apply to hostPath volumes; chowning it would take a root init
+container with CAP_CHOWN, which is more privilege, not less.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from otelstack.kubernetes.collector import (
 from otelstack.kubernetes.objects import (
     AGENT_CLIENT_SECRET,
     AGENT_NAME,
+    AGENT_PROFILE,
     AGENT_SERVER_SECRET,
     CONFIG_CHECKSUM_ANNOTATION,
     Component,
@@ -49,12 +59,18 @@ from otelstack.security.layout import K8S, OTLP_GRPC_PORT, OTLP_HTTP_PORT
 if TYPE_CHECKING:
     from otelstack.kubernetes.stack import StackContext
 
-PROFILE = "agent-k8s"
+PROFILE = AGENT_PROFILE
 COMPONENT = "agent"
 HOST_STATE_DIR = "/var/lib/otelstack/agent"
 POD_LOGS = "/var/log/pods"
 # The variables the agent config reads from the pod (downward API).
-FIELDS = {"K8S_NODE_NAME": "spec.nodeName", "K8S_NODE_IP": "status.hostIP", "K8S_POD_NAME": "metadata.name"}
+FIELDS = {
+    "K8S_NODE_NAME": "spec.nodeName",
+    "K8S_NODE_IP": "status.hostIP",
+    "K8S_POD_NAME": "metadata.name",
+    # The agents' own namespace: the file_log receiver excludes its pods' logs by it.
+    "K8S_POD_NAMESPACE": "metadata.namespace",
+}
 RBAC_API = "rbac.authorization.k8s.io/v1"
 
 
@@ -71,9 +87,9 @@ def endpointslice_rules() -> list[K8sObject]:
 
 def _rbac(ctx: StackContext) -> list[K8sObject]:
     env = ctx.spec.environment
-    ns = ctx.namespace
+    ns = ctx.agent_namespace
     subject = [{"kind": "ServiceAccount", "name": AGENT_NAME, "namespace": ns}]
-    cluster_name = f"otelstack-{ns}-{AGENT_NAME}"  # cluster-scoped: unique per platform namespace
+    cluster_name = f"otelstack-{ns}-{AGENT_NAME}"  # cluster-scoped: unique per agents' namespace
     objects = [
         obj("v1", "ServiceAccount", metadata(AGENT_NAME, COMPONENT, namespace=ns, environment=env),
             automountServiceAccountToken=False),
@@ -83,14 +99,15 @@ def _rbac(ctx: StackContext) -> list[K8sObject]:
             roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
             subjects=subject),
     ]  # fmt: skip
-    if ctx.spec.tiers.agent.resolver.kind == "k8s":
-        name = f"{AGENT_NAME}-endpointslices"
-        objects += [
-            obj(RBAC_API, "Role", metadata(name, COMPONENT, namespace=ns, environment=env, app=AGENT_NAME),
-                rules=endpointslice_rules()),
-            obj(RBAC_API, "RoleBinding", metadata(name, COMPONENT, namespace=ns, environment=env, app=AGENT_NAME),
-                roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}, subjects=subject),
-        ]  # fmt: skip
+    # The k8s resolver watches the gateways' headless Service: a Role in the gateways' namespace.
+    name = f"{AGENT_NAME}-endpointslices"
+    gateways = ctx.namespace
+    objects += [
+        obj(RBAC_API, "Role", metadata(name, COMPONENT, namespace=gateways, environment=env, app=AGENT_NAME),
+            rules=endpointslice_rules()),
+        obj(RBAC_API, "RoleBinding", metadata(name, COMPONENT, namespace=gateways, environment=env, app=AGENT_NAME),
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}, subjects=subject),
+    ]  # fmt: skip
     return objects
 
 
@@ -146,7 +163,7 @@ def daemonset(ctx: StackContext) -> K8sObject:
     return obj(
         "apps/v1",
         "DaemonSet",
-        metadata(AGENT_NAME, COMPONENT, namespace=ctx.namespace, environment=env),
+        metadata(AGENT_NAME, COMPONENT, namespace=ctx.agent_namespace, environment=env),
         spec={
             "selector": {"matchLabels": selector_labels(COMPONENT, AGENT_NAME)},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
@@ -156,11 +173,12 @@ def daemonset(ctx: StackContext) -> K8sObject:
 
 
 def service(ctx: StackContext) -> K8sObject:
-    """The node-local Service: an app's OTLP reaches the agent on its own node (internalTrafficPolicy)."""
+    """The node-local Service ``otel-agent.<agents' namespace>.svc``: an app's OTLP reaches the agent on its
+    own node (internalTrafficPolicy)."""
     return obj(
         "v1",
         "Service",
-        metadata(AGENT_NAME, COMPONENT, namespace=ctx.namespace, environment=ctx.spec.environment),
+        metadata(AGENT_NAME, COMPONENT, namespace=ctx.agent_namespace, environment=ctx.spec.environment),
         spec={
             "type": "ClusterIP",
             "internalTrafficPolicy": "Local",
@@ -174,5 +192,10 @@ def service(ctx: StackContext) -> K8sObject:
 
 
 def component(ctx: StackContext) -> Component:
-    objects = [*_rbac(ctx), config_map(ctx, AGENT_NAME, COMPONENT, PROFILE), daemonset(ctx), service(ctx)]
-    return Component(COMPONENT, tuple(objects), depends_on=("certificates",))
+    objects = [
+        *_rbac(ctx),
+        config_map(ctx, AGENT_NAME, COMPONENT, PROFILE, namespace=ctx.agent_namespace),
+        daemonset(ctx),
+        service(ctx),
+    ]
+    return Component(COMPONENT, tuple(objects), depends_on=("namespace", "certificates"))

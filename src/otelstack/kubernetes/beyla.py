@@ -9,8 +9,8 @@ interfaces). Those host namespaces, hostPath mounts and capabilities are what Po
 alone admits, so Beyla gets its own namespace at that level and the platform's namespace stays
 "restricted" (docs/kubernetes/beyla.md).
 
-Beyla sends OTLP/gRPC to the node-local agent Service (internalTrafficPolicy: Local), the flow
-``apps-to-agent`` of the flows matrix.
+Beyla sends OTLP/gRPC to the node-local agent Service ``otel-agent.<agents' namespace>.svc``
+(internalTrafficPolicy: Local), the flow ``apps-to-agent`` of the flows matrix.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from otelstack.kubernetes.namespace import namespace_object
 from otelstack.kubernetes.objects import (
+    AGENT_NAME,
     CONFIG_CHECKSUM_ANNOTATION,
     Component,
     K8sObject,
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 COMPONENT = "beyla"
 NAME = "beyla"
 TARGET_TIER = "agents"  # the flows matrix's tier Beyla sends to (it is one of the `apps`)
-# The node-local agent Service of the agent component (internalTrafficPolicy: Local).
-AGENT_SERVICE = "otel-agent"
 CONFIG_FILE = "beyla-config.yml"
 CONFIG_DIR = "/etc/beyla/config"
 HEALTH_PORT = 8099  # health_check.port: GET /healthz (vendor/go.opentelemetry.io/obi/pkg/health, v3.33.0)
@@ -77,7 +76,8 @@ def pod_labels() -> dict[str, str]:
 
 
 def agent_otlp_url(ctx: StackContext, port: int) -> str:
-    """The node-local agent's OTLP URL for workloads that send to it (plaintext: apps_to_agent is insecure)."""
+    """The node-local agent Service's OTLP URL (``otel-agent`` in the agents' namespace, internalTrafficPolicy:
+    Local) for workloads that send to it (plaintext: apps_to_agent is insecure)."""
     mode = ctx.spec.security.tls.apps_to_agent
     if mode is not TlsMode.INSECURE:
         raise ValueError(
@@ -85,7 +85,7 @@ def agent_otlp_url(ctx: StackContext, port: int) -> str:
             "operator-injected SDKs is not supported yet (their CA would have to be in every application "
             "namespace); allowed: insecure (node-local plaintext, the Service has internalTrafficPolicy: Local)"
         )
-    return f"http://{AGENT_SERVICE}.{ctx.namespace}.svc:{port}"
+    return f"http://{AGENT_NAME}.{ctx.agent_namespace}.svc:{port}"
 
 
 def config(ctx: StackContext) -> dict[str, Any]:
@@ -106,7 +106,9 @@ def config(ctx: StackContext) -> dict[str, Any]:
         result["discovery"] = {
             "instrument": [{"k8s_namespace": glob} for glob in settings.instrument_namespaces],
             # The platform's own workloads report through their own telemetry.
-            "exclude_instrument": [{"k8s_namespace": ctx.namespace}, {"k8s_namespace": namespace(ctx)}],
+            "exclude_instrument": [
+                {"k8s_namespace": ns} for ns in (ctx.namespace, ctx.agent_namespace, namespace(ctx))
+            ],
         }
         result["ebpf"] = {"context_propagation": "all" if "context_propagation" in settings.features else "disabled"}
         result["otel_traces_export"] = {"protocol": "grpc"}

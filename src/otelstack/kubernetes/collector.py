@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from otelstack.kubernetes.objects import (
-    CA_SECRET,
     K8sObject,
     config_env_names,
     container_security_context,
@@ -43,9 +42,9 @@ def config_checksum(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def config_map(ctx: StackContext, name: str, component: str, profile: str) -> K8sObject:
+def config_map(ctx: StackContext, name: str, component: str, profile: str, namespace: str | None = None) -> K8sObject:
     """The collector config exactly as `otelstack plan` renders it (build/ENV/collector/<profile>.yaml)."""
-    meta = metadata(name, component, namespace=ctx.namespace, environment=ctx.spec.environment)
+    meta = metadata(name, component, namespace=namespace or ctx.namespace, environment=ctx.spec.environment)
     return obj("v1", "ConfigMap", meta, data={config_key(profile): ctx.collector_config(profile)})
 
 
@@ -63,10 +62,14 @@ def collector_env(ctx: StackContext, text: str, sizing: TierSizing, fields: Mapp
 
 
 def tls_volume(secrets: Sequence[tuple[str, str]]) -> K8sObject:
-    """One directory with ca.crt and, per (secret, role), <role>.crt and <role>.key (role: server/client)."""
-    sources: list[K8sObject] = [{"secret": {"name": CA_SECRET, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
-    for secret, role in secrets:
+    """One directory with, per (secret, role), <role>.crt and <role>.key (role: server/client), and ca.crt:
+    the platform CA, which cert-manager's CA issuer writes into every leaf Secret (the CA's own Secret is in
+    cert-manager's namespace: certificates.py)."""
+    sources: list[K8sObject] = []
+    for index, (secret, role) in enumerate(secrets):
         items = [{"key": "tls.crt", "path": f"{role}.crt"}, {"key": "tls.key", "path": f"{role}.key"}]
+        if index == 0:
+            items.insert(0, {"key": "ca.crt", "path": "ca.crt"})
         sources.append({"secret": {"name": secret, "items": items}})
     return {"name": TLS_VOLUME, "projected": {"defaultMode": 0o440, "sources": sources}}
 

@@ -1,5 +1,10 @@
 """NetworkPolicies: default deny in every namespace the stack owns, then the flows matrix, nothing else.
 
+The stack owns the platform's namespace, the agents' (:func:`tier_namespace`: the agent DaemonSet runs in
+a namespace of its own) and, with Beyla, Beyla's. A peer in the policy's own namespace is a podSelector; a
+peer in another namespace is a namespaceSelector (``kubernetes.io/metadata.name``) and a podSelector in
+one element, so it matches those pods of that namespace only.
+
 The matrix is ``otelstack.security.flows`` — the one the VM firewall renders to nftables. For every tier the
 stack runs (:data:`DEPLOYED_TIERS`), one NetworkPolicy selects its pods by the tier's labels and holds
 
@@ -94,8 +99,16 @@ def _named(listeners: tuple[flows.Listener, ...]) -> list[K8sObject]:
     return [{"protocol": item.protocol.upper(), "port": item.name} for item in listeners]
 
 
-def _pods(tier: str) -> K8sObject:
-    return {"podSelector": {"matchLabels": dict(flows.tier(tier).labels)}}
+def tier_namespace(ctx: StackContext, tier: str) -> str:
+    """The namespace a tier the stack runs is in: the agents' own, or the platform's."""
+    return ctx.agent_namespace if tier == "agents" else ctx.namespace
+
+
+def _pods(ctx: StackContext, tier: str, here: str) -> K8sObject:
+    """The pods of `tier` as a peer of a policy in namespace `here`."""
+    pod_labels = dict(flows.tier(tier).labels)
+    there = tier_namespace(ctx, tier)
+    return {"podSelector": {"matchLabels": pod_labels}} if there == here else _in_namespace(there, pod_labels)
 
 
 def _in_namespace(namespace: str, pod_labels: dict[str, str]) -> K8sObject:
@@ -126,9 +139,10 @@ def _external_peers(ctx: StackContext, name: str, target: str) -> list[K8sObject
 def _ingress(ctx: StackContext, tier: str, running: tuple[str, ...]) -> tuple[list[str], list[K8sObject]]:
     names: list[str] = []
     rules: list[K8sObject] = []
+    here = tier_namespace(ctx, tier)
     for rule in flows.inbound_rules(tier):
         if rule.peer.kind == "tier":
-            peers = [_pods(rule.peer.name)] if rule.peer.name in running else []
+            peers = [_pods(ctx, rule.peer.name, here)] if rule.peer.name in running else []
         else:
             peers = _external_peers(ctx, rule.peer.name, tier)
         if peers:
@@ -165,7 +179,7 @@ def _egress(ctx: StackContext, tier: str, running: tuple[str, ...]) -> tuple[lis
         if flow.target in running:
             target = flows.tier(flow.target)
             listeners = tuple(target.listener(port, flow.protocol) for port in flow.ports)
-            rule: K8sObject = {"to": [_pods(flow.target)], "ports": _named(listeners)}
+            rule: K8sObject = {"to": [_pods(ctx, flow.target, tier_namespace(ctx, tier))], "ports": _named(listeners)}
         else:
             ports = outside_ports(ctx.spec, flow.target)
             if ports is None:
@@ -224,7 +238,7 @@ def tier_policy(ctx: StackContext, tier: str) -> K8sObject:
     return _policy(
         ctx,
         f"otelstack-{item.component}",
-        ctx.namespace,
+        tier_namespace(ctx, tier),
         selector,
         _ingress(ctx, tier, running),
         _egress(ctx, tier, running),
@@ -238,7 +252,7 @@ def beyla_policy(ctx: StackContext) -> K8sObject:
     settings = ctx.cluster.network_policies
     names = ["apps-to-agent", "dns", "kube-apiserver"]
     rules = [
-        {"to": [_in_namespace(ctx.namespace, agents.labels)], "ports": _named(otlp)},
+        {"to": [_in_namespace(tier_namespace(ctx, beyla.TARGET_TIER), agents.labels)], "ports": _named(otlp)},
         _dns_rule(ctx),
         {"to": _ip_blocks(settings.api_server.cidrs), "ports": _numbered(settings.api_server.ports)},
     ]
@@ -254,7 +268,7 @@ def beyla_policy(ctx: StackContext) -> K8sObject:
 def component(ctx: StackContext) -> Component | None:
     if not ctx.cluster.network_policies.enabled:
         return None
-    objects = [default_deny(ctx, ctx.namespace)]
+    objects = [default_deny(ctx, ctx.namespace), default_deny(ctx, ctx.agent_namespace)]
     objects += [tier_policy(ctx, tier) for tier in deployed_tiers(ctx)]
     depends = ["namespace"]
     if ctx.cluster.beyla.enabled:

@@ -44,13 +44,15 @@ SECRETS_NAME = "otelstack-secrets"
 VALUES_FROM_ANNOTATION = "otelstack.io/values-from"
 VALUES_FROM_CONFIG = "pulumi-config"
 
-# Workload names. The agent's own pod logs are excluded by name (collector/agent.py: observability_otel-agent*).
+# Workload names. The agent's own pod logs are excluded by name in its own namespace
+# (collector/agent.py: ${env:K8S_POD_NAMESPACE}_otel-agent-*).
 AGENT_NAME = "otel-agent"
+AGENT_PROFILE = "agent-k8s"  # the collector profile the agent DaemonSet runs
 GATEWAY_NAME = "otel-gateway"
 OPAMP_NAME = "otelstack-opamp"
 
-# cert-manager Secrets (tls.crt, tls.key, ca.crt), projected into the collectors' tls_dir.
-CA_SECRET = "otelstack-ca"
+# cert-manager Secrets (tls.crt, tls.key, ca.crt), projected into the collectors' tls_dir. The CA's own
+# Secret is in cert-manager's namespace (certificates.py); every leaf Secret carries the CA as ca.crt.
 AGENT_CLIENT_SECRET = "otel-agent-client-tls"
 AGENT_SERVER_SECRET = "otel-agent-server-tls"
 GATEWAY_SERVER_SECRET = "otel-gateway-server-tls"

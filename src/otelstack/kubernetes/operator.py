@@ -8,7 +8,8 @@ false`` (docs/kubernetes/operator.md).
 
 The ``instrumentation`` component is one ``Instrumentation`` CR in the platform's namespace: every SDK it
 injects sends OTLP/HTTP (http/protobuf, port 4318, the protocol all the operator's auto-instrumentation
-images support) to the node-local agent Service, with the sampler and propagators of ``sampling.head``.
+images support) to the node-local agent Service ``otel-agent.<agents' namespace>.svc`` (the agents run in
+a namespace of their own: agent.py), with the sampler and propagators of ``sampling.head``.
 Applications opt in with the annotation ``instrumentation.opentelemetry.io/inject-<language>:
 "<namespace>/<name>"``. It depends on the ``operator`` component: the CRD and the operator's mutating
 webhook must be ready before the CR is created and before any annotated pod starts.

@@ -61,7 +61,8 @@ class Image(Strict):
 
 
 # The digest of otel/opentelemetry-collector-contrib:0.159.0 is not pinned: it could not be verified here
-# (docs/kubernetes/collectors.md, "Images"); give it in the stack file (cluster.collectorImage.digest) to pin the content.
+# (docs/kubernetes/collectors.md, "Images"); give it in the stack file (cluster.collectorImage.digest) to pin
+# the content.
 COLLECTOR_IMAGE = Image(repository="otel/opentelemetry-collector-contrib", tag="0.159.0")
 
 
@@ -255,6 +256,16 @@ class OpampServer(Strict):
 
 class ClusterSettings(Strict):
     namespace: str = Field("observability", description="namespace of the platform's workloads")
+    agent_namespace: str | None = Field(
+        None,
+        description="the agent DaemonSet's own namespace (Pod Security enforce privileged: hostPath volumes, "
+        "uid 0; docs/kubernetes/collectors.md); default: <namespace>-agent",
+    )
+    cert_manager_namespace: str = Field(
+        "cert-manager",
+        description="cert-manager's cluster resource namespace (--cluster-resource-namespace; the Helm chart: "
+        "its release namespace), where the platform CA of the ClusterIssuer lives",
+    )
     storage_class: str | None = Field(None, description="StorageClass of the volumes; none: the cluster default")
     ingress: Ingress = Field(default_factory=lambda: Ingress())
     node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of every workload")
@@ -276,12 +287,17 @@ class ClusterSettings(Strict):
     certificate_duration_hours: int = Field(2160, ge=2, le=8760, description="lifetime of leaf certificates")
     certificate_renew_before_hours: int = Field(720, ge=1, description="renewal this long before expiry")
 
-    @field_validator("namespace")
+    @field_validator("namespace", "agent_namespace", "cert_manager_namespace")
     @classmethod
-    def _namespace(cls, v: str) -> str:
-        if not DNS_LABEL.match(v):
+    def _namespace(cls, v: str | None) -> str | None:
+        if v is not None and not DNS_LABEL.match(v):
             raise ValueError(f"{v!r} is not a namespace name; allowed: a DNS label (a-z, 0-9, '-'; at most 63)")
         return v
+
+    @property
+    def agent_namespace_name(self) -> str:
+        """The agents' namespace: ``agentNamespace`` or ``<namespace>-agent``."""
+        return self.agent_namespace or f"{self.namespace}-agent"
 
     @field_validator("node_selector")
     @classmethod
@@ -297,6 +313,18 @@ class ClusterSettings(Strict):
             raise ValueError(
                 "`installCertManager: true` is not supported yet: install cert-manager v1.21.2 before the stack "
                 "(docs/kubernetes/certificates.md) and set installCertManager: false"
+            )
+        agents = self.agent_namespace_name
+        if not DNS_LABEL.match(agents):
+            raise ValueError(
+                f"the agents' namespace {agents!r} (<namespace>-agent) is not a DNS label of at most 63 characters; "
+                "set `agentNamespace`"
+            )
+        beyla = self.beyla.namespace or f"{self.namespace}-beyla"
+        if agents in (self.namespace, self.cert_manager_namespace) or (self.beyla.enabled and agents == beyla):
+            raise ValueError(
+                f"`agentNamespace` is {agents!r}, a namespace the stack uses for something else; allowed: a namespace "
+                f"of its own (not `namespace`, Beyla's or cert-manager's), e.g. {self.namespace}-agent"
             )
         if self.certificate_renew_before_hours >= self.certificate_duration_hours:
             raise ValueError(

@@ -31,6 +31,11 @@ class StackContext:
     def namespace(self) -> str:
         return self.cluster.namespace
 
+    @property
+    def agent_namespace(self) -> str:
+        """The agent DaemonSet's own namespace (Pod Security privileged; everything else stays restricted)."""
+        return self.cluster.agent_namespace_name
+
     def collector_config(self, profile: str) -> str:
         try:
             return self.collector_configs[profile]

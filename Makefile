@@ -17,6 +17,7 @@ help:
 	@echo "make molecule                                   molecule scenarios on local systemd containers"
 	@echo "make binaries                                   build otelcol-contrib + opampsupervisor from Go modules (cached),"
 	@echo "                                                and the collector release before (the upgrade tests start there)"
+	@echo "                                                and kube-apiserver, etcd, pulumi + its Python host + pulumi-kubernetes"
 	@echo "make dist                                       the built programs in the upstream archive layout, in dist/"
 	@echo "make bench                                      benchmarks (print figures)"
 	@echo "make bench-vm                                   site.yml converge time on the container lab"
@@ -54,6 +55,7 @@ plan: $(VENV)/.runtime $(CHECKOV_VENV)/.installed
 binaries: $(VENV)/.runtime
 	$(BIN)/otelstack dist build --link .cache/bin
 	$(BIN)/otelstack dist build --release previous
+	$(BIN)/otelstack dist kubetools --link .cache/bin
 
 dist: $(VENV)/.runtime
 	$(BIN)/otelstack dist package --out dist

@@ -9,7 +9,10 @@ script) and `pulumi-resource-kubernetes`. `start_cluster()` makes a CA, a servin
 (cert-manager, OpenTelemetry Operator; read from their Go modules).
 
 There is no kube-controller-manager, scheduler or kubelet: pods never run (so Pulumi's readiness waits
-must be off: `pulumi.com/skipAwait: "true"` on each object), no default ServiceAccount or
+must be off: `pulumi.com/skipAwait: "true"` on each object), no garbage collector clears the
+`foregroundDeletion` finalizer that the provider's default Foreground delete adds (so each object also
+needs `pulumi.com/deletionPropagationPolicy: "background"`, or `pulumi destroy` waits for ever; both are
+in NO_NODES_ANNOTATIONS), no default ServiceAccount or
 kube-root-ca.crt ConfigMap appears in a namespace, and a deleted namespace stays `Terminating` (its
 `kubernetes` finalizer is never removed). Tests therefore use a namespace name of their own per test,
 check emptiness with `list_namespace(ns)`, and may call `finalize_namespace(ns)` (which does what the
@@ -18,7 +21,7 @@ namespace controller would do once the namespace is empty) to make a deleted nam
 Reuse from other tests (the session fixture `cluster` in tests/stacks/conftest.py yields a `Cluster`):
     cluster.get(path)                      GET, parsed JSON (ApiError on a non-2xx answer)
     cluster.apply(obj, dry_run=…)          server-side apply of one object (fieldValidation=Strict)
-    cluster.apply_dry_run(objs)            server-side apply dry-run of many; the API server's answers
+    cluster.apply_dry_run(objs, create_namespaces=())  server-side apply dry-run of many; the answers
     cluster.list_namespace(ns)             every object left in a namespace, as "Kind/name"
     cluster.delete(obj) / finalize_namespace(ns)
     cluster.pulumi_env(workdir)            the environment for running `pulumi` against this cluster
@@ -60,6 +63,9 @@ CLUSTER_PROGRAMS = ("etcd", "kube-apiserver")
 PULUMI_PROGRAMS = ("pulumi", "pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-kubernetes")
 PASSPHRASE = "otelstack-loopback-test"  # the local backend's secrets passphrase (test stacks only)
 START_TIMEOUT = 120.0
+TOO_MANY_REQUESTS_RETRIES = 30
+# What a Pulumi program needs on every object to run against this cluster (see the module's docstring).
+NO_NODES_ANNOTATIONS = {"pulumi.com/skipAwait": "true", "pulumi.com/deletionPropagationPolicy": "background"}
 
 
 def missing(programs: Iterable[str]) -> list[str]:
@@ -247,16 +253,22 @@ class Cluster:
         req.add_header("Accept", "application/json")
         if data is not None:
             req.add_header("Content-Type", content_type)
-        try:
-            with urllib.request.urlopen(req, context=self._context, timeout=timeout) as answer:
-                raw = answer.read()
-        except urllib.error.HTTPError as failed:
-            raw = failed.read()
+        for attempt in range(TOO_MANY_REQUESTS_RETRIES + 1):
             try:
-                status = json.loads(raw)
-            except ValueError:
-                status = {"message": raw.decode(errors="replace")}
-            raise ApiError(failed.code, status) from None
+                with urllib.request.urlopen(req, context=self._context, timeout=timeout) as answer:
+                    raw = answer.read()
+                break
+            except urllib.error.HTTPError as failed:
+                # 429 while a new resource's watch cache initialises ("storage is (re)initializing")
+                if failed.code == 429 and attempt < TOO_MANY_REQUESTS_RETRIES:
+                    time.sleep(min(float(failed.headers.get("Retry-After") or 0.5), 2.0))
+                    continue
+                raw = failed.read()
+                try:
+                    status = json.loads(raw)
+                except ValueError:
+                    status = {"message": raw.decode(errors="replace")}
+                raise ApiError(failed.code, status) from None
         if not raw:
             return None
         try:
@@ -312,15 +324,20 @@ class Cluster:
         )
         return answer
 
-    def apply_dry_run(self, objs: Iterable[Mapping[str, Any]], *, strict: bool = True) -> list[dict[str, Any]]:
-        """Server-side apply of each object with dryRun=All (ApiError on the first refusal). Namespaces in
-        the list are created for real first when absent, since a dry-run object needs its namespace."""
+    def apply_dry_run(
+        self, objs: Iterable[Mapping[str, Any]], *, strict: bool = True, create_namespaces: Iterable[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Server-side apply of each object with dryRun=All (ApiError on the first refusal). A dry-run object
+        needs its namespace to exist, so the Namespaces in the list, and those named in
+        ``create_namespaces`` (ones a real cluster gets elsewhere, e.g. cert-manager's), are created for real
+        first when absent; an object in any other absent namespace is refused with the API server's 404."""
         objs = list(objs)
-        for ns in {str((o.get("metadata") or {}).get("namespace")) for o in objs} - {"None"}:
-            with contextlib.suppress(ApiError):
+        wanted = {str(o["metadata"]["name"]) for o in objs if o["kind"] == "Namespace"} | set(create_namespaces)
+        used = {str((o.get("metadata") or {}).get("namespace")) for o in objs} - {"None"}
+        for ns in sorted(wanted & (used | set(create_namespaces))):
+            try:
                 self.get(f"/api/v1/namespaces/{ns}")
-                continue
-            if any(o["kind"] == "Namespace" and o["metadata"]["name"] == ns for o in objs):
+            except ApiError:
                 self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         return [self.apply(o, dry_run=True, strict=strict) for o in objs]
 

@@ -12,8 +12,11 @@ them to itself and orders them:
   certificates after cert-manager); a dependency on a component waits for all its children.
 
 Two things are added here and nowhere else, so the plan's export stays free of them: the values of Secrets
-annotated ``otelstack.io/values-from: pulumi-config`` (from the stack's secret config), and, when the stack
-asks for it, ``pulumi.com/skipAwait`` (a cluster without nodes never makes a pod ready).
+annotated ``otelstack.io/values-from: pulumi-config`` (from the stack's secret config), and, on a cluster
+without nodes (an API server alone, as in the tests), the annotations that keep Pulumi from waiting for
+what only nodes and controllers do: ``pulumi.com/skipAwait`` (no pod ever becomes ready) and
+``pulumi.com/deletionPropagationPolicy: background`` (no garbage collector removes the foreground-deletion
+finalizer, so a foreground delete would never finish).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ K8sObject = dict[str, Any]
 
 VALUES_FROM = "otelstack.io/values-from"
 VALUES_FROM_CONFIG = "pulumi-config"
-SKIP_AWAIT = "pulumi.com/skipAwait"
+WITHOUT_NODES = {"pulumi.com/skipAwait": "true", "pulumi.com/deletionPropagationPolicy": "background"}
 
 # Lower ranks are created first inside a component.
 _RANK = {
@@ -65,7 +68,7 @@ class ComponentArgs:
     objects: Sequence[K8sObject]
     depends_on: Sequence[pulumi.Resource] = ()
     secret_values: pulumi.Input[Mapping[str, str]] = field(default_factory=dict)
-    skip_await: bool = False
+    without_nodes: bool = False
 
 
 def rank(obj: K8sObject) -> int:
@@ -120,9 +123,9 @@ def with_secret_values(obj: K8sObject, values: pulumi.Input[Mapping[str, str]]) 
     return filled
 
 
-def with_skip_await(obj: K8sObject) -> K8sObject:
+def for_a_cluster_without_nodes(obj: K8sObject) -> K8sObject:
     marked = copy.deepcopy(obj)
-    marked["metadata"].setdefault("annotations", {})[SKIP_AWAIT] = "true"
+    marked["metadata"].setdefault("annotations", {}).update(WITHOUT_NODES)
     return marked
 
 
@@ -152,7 +155,7 @@ class PlatformComponent(pulumi.ComponentResource):
     def __init__(self, component: str, args: ComponentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(type_token(component), component, None, opts)
         self.resources = {}
-        objects = [with_skip_await(obj) if args.skip_await else obj for obj in args.objects]
+        objects = [for_a_cluster_without_nodes(obj) if args.without_nodes else obj for obj in args.objects]
         objects = [with_secret_values(obj, args.secret_values) for obj in objects]
         earlier: list[pulumi.Resource] = []
         for level in sorted({rank(obj) for obj in objects}):

@@ -7,8 +7,8 @@ Config of a stack (``stacks/platform/Pulumi.<stack>.yaml``, namespace ``otelstac
 - ``secrets``: a secret map, one value per key of the ``otelstack-secrets`` Secret
   (``pulumi config set --secret --path 'otelstack:secrets.OTELSTACK_OPAMP_TOKEN' …``);
 - ``configs``: the configs directory (default: the repository's ``configs/``);
-- ``skipAwait``: true only on a cluster whose pods never run (the API-server-only test cluster): every
-  object then carries ``pulumi.com/skipAwait`` and Pulumi does not wait for readiness.
+- ``withoutNodes``: true only on a cluster without nodes or controllers (the API-server-only test
+  cluster): Pulumi then neither waits for readiness nor deletes in the foreground (platform_component.py).
 
 ``otelstack plan --env ENV`` renders the same objects from the same stack file, with no cluster.
 """
@@ -38,7 +38,7 @@ def create_platform(
     components: Sequence[Component],
     *,
     secret_values: pulumi.Input[Mapping[str, str]],
-    skip_await: bool = False,
+    without_nodes: bool = False,
 ) -> dict[str, PlatformComponent]:
     """One Pulumi component per rendered component, each depending on the foundation and its `depends_on`."""
     created: dict[str, PlatformComponent] = {}
@@ -51,7 +51,7 @@ def create_platform(
             objects=component.objects,
             depends_on=[created[name] for name in dict.fromkeys(names)],
             secret_values=secret_values,
-            skip_await=skip_await,
+            without_nodes=without_nodes,
         )
         created[component.name] = PlatformComponent(component.name, args)
     return created
@@ -68,7 +68,7 @@ def run() -> dict[str, PlatformComponent]:
     created = create_platform(
         components,
         secret_values=config.get_secret_object("secrets") or {},
-        skip_await=config.get_bool("skipAwait") or False,
+        without_nodes=config.get_bool("withoutNodes") or False,
     )
     pulumi.export("namespace", cluster.namespace)
     pulumi.export("components", [component.name for component in components])

@@ -29,7 +29,7 @@ ENVIRONMENT_LABEL = "otelstack.io/environment"
 RELAXED_ENVIRONMENTS = ("dev",)
 ALLOWED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 HOST_NAMESPACES = ("hostPID", "hostNetwork", "hostIPC")
-DEFAULT_ALLOW_LIST = ("otelstack-beyla/beyla",)
+DEFAULT_ALLOW_LIST = ("observability-beyla/beyla",)
 
 _WORKLOADS = {
     "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),

@@ -118,6 +118,20 @@ def type_and_name(urn: str) -> tuple[str, str]:
     return chain.rsplit("$", 1)[-1], name
 
 
+def with_all_secrets(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config with a value for every key the rendered otelstack-secrets Secret lists (from the renderer)."""
+    from otelstack.kubernetes.settings import parse_cluster
+    from otelstack.model.loader import load_spec
+    from otelstack.render import kubernetes_components
+
+    spec = load_spec(program.ROOT / "configs", config["otelstack:environment"], config.get("otelstack:region"))
+    components = kubernetes_components(spec, parse_cluster(config.get("otelstack:cluster")))
+    keys = sorted(
+        key for component in components for obj in component.objects for key in platform_component.secret_keys(obj)
+    )
+    return {**config, "otelstack:secrets": {key: f"value-of-{key}" for key in keys}}
+
+
 def main() -> int:
     """`python -m tests.stacks.mocked CONFIG_JSON`: run the program in a process of its own (a program that
     fails leaves Pulumi's futures behind, which must not outlive the run in the test process); prints the

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stacks.components.platform_component import SKIP_AWAIT
+from stacks.components.platform_component import WITHOUT_NODES
+from tests.stacks import mocked
 from tests.stacks.mocked import Registered, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,8 +53,7 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], d
 
 
 def with_all_secrets(stack: str) -> dict[str, Any]:
-    first = run_program_lacking_secrets(stack)
-    return {**stack_config(stack), "otelstack:secrets": {key: f"value-of-{key}" for key in first}}
+    return mocked.with_all_secrets(stack_config(stack))
 
 
 def failed_program(config: dict[str, Any]) -> str:
@@ -94,18 +94,23 @@ def test_a_secret_lacking_from_the_stack_config_stops_the_program_naming_it() ->
 def test_secret_values_come_from_the_config_and_only_into_the_secret() -> None:
     config = with_all_secrets("dev")
     resources = run_program(config)
-    secret = next(r for r in resources if r.kind == "Secret" and r.name.endswith("/otelstack-secrets"))
-    assert secret.inputs["stringData"] == config["otelstack:secrets"]
-    elsewhere = [r.name for r in resources if r is not secret and "value-of-" in str(r.inputs)]
+    # One otelstack-secrets per namespace: the platform's holds every key, the agents' those its config reads.
+    secrets = [r for r in resources if r.kind == "Secret" and r.name.endswith("/otelstack-secrets")]
+    platform = next(r for r in secrets if r.name == "observability/otelstack-secrets")
+    assert platform.inputs["stringData"] == config["otelstack:secrets"]
+    for secret in secrets:
+        values = secret.inputs["stringData"]
+        assert values and values == {key: config["otelstack:secrets"][key] for key in values}, secret.name
+    elsewhere = [r.name for r in resources if r not in secrets and "value-of-" in str(r.inputs)]
     assert elsewhere == []
 
 
-def test_readiness_is_skipped_only_when_the_stack_says_so() -> None:
+def test_waits_are_turned_off_only_when_the_stack_says_the_cluster_has_no_nodes() -> None:
     config = with_all_secrets("dev")
     waiting = run_program(config)
-    assert all(SKIP_AWAIT not in (r.inputs["metadata"].get("annotations") or {}) for r in waiting)
-    skipping = run_program({**config, "otelstack:skipAwait": "true"})
-    assert all(r.inputs["metadata"]["annotations"][SKIP_AWAIT] == "true" for r in skipping)
+    assert all(not set(WITHOUT_NODES) & set(r.inputs["metadata"].get("annotations") or {}) for r in waiting)
+    skipping = run_program({**config, "otelstack:withoutNodes": "true"})
+    assert all(r.inputs["metadata"]["annotations"].items() >= WITHOUT_NODES.items() for r in skipping)
     assert len(skipping) == len(waiting)
 
 

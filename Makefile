@@ -70,8 +70,8 @@ $(COLLECTION_LINK):
 	ln -sfn $(CURDIR) $@
 
 lint: $(VENV)/.test $(COLLECTION_LINK)
-	$(BIN)/ruff check src tests bench molecule playbooks/files
-	$(BIN)/ruff format --check src tests bench molecule playbooks/files
+	$(BIN)/ruff check src tests bench molecule playbooks/files stacks
+	$(BIN)/ruff format --check src tests bench molecule playbooks/files stacks
 	$(BIN)/mypy
 	$(BIN)/yamllint -s $(ANSIBLE_DIRS) .config galaxy.yml meta changelogs .ansible-lint .yamllint
 	# The whole repository (galaxy.yml and changelogs/ included), as the production profile asks.

@@ -235,6 +235,8 @@ class Cluster:
     logs: dict[str, Path]
     _context: ssl.SSLContext = field(repr=False, default_factory=ssl.create_default_context)
     _resources: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict, repr=False)
+    # The API server's `Warning` headers (e.g. Pod Security's "would violate PodSecurity …"), per request path.
+    warnings: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
     # -- plain HTTPS --
     def request(
@@ -257,6 +259,7 @@ class Cluster:
             try:
                 with urllib.request.urlopen(req, context=self._context, timeout=timeout) as answer:
                     raw = answer.read()
+                    self.warnings += [(path, text) for text in answer.headers.get_all("Warning") or []]
                 break
             except urllib.error.HTTPError as failed:
                 # 429 while a new resource's watch cache initialises ("storage is (re)initializing")
@@ -330,11 +333,16 @@ class Cluster:
         """Server-side apply of each object with dryRun=All (ApiError on the first refusal). A dry-run object
         needs its namespace to exist, so the Namespaces in the list, and those named in
         ``create_namespaces`` (ones a real cluster gets elsewhere, e.g. cert-manager's), are created for real
-        first when absent; an object in any other absent namespace is refused with the API server's 404."""
+        first (a listed Namespace as listed, labels included; another one bare, when absent); an object in any
+        other absent namespace is refused with the API server's 404."""
         objs = list(objs)
         wanted = {str(o["metadata"]["name"]) for o in objs if o["kind"] == "Namespace"} | set(create_namespaces)
         used = {str((o.get("metadata") or {}).get("namespace")) for o in objs} - {"None"}
+        given = {str(o["metadata"]["name"]): o for o in objs if o["kind"] == "Namespace"}
         for ns in sorted(wanted & (used | set(create_namespaces))):
+            if ns in given:  # as given, labels included: Pod Security judges the dry-run workloads by them
+                self.apply(given[ns])
+                continue
             try:
                 self.get(f"/api/v1/namespaces/{ns}")
             except ApiError:

@@ -32,10 +32,10 @@ pytestmark = pytest.mark.cluster
 CERT_MANAGER_NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cert-manager"}}
 
 
-def planned(out: Path) -> list[dict[str, Any]]:
+def planned(out: Path, *options: str) -> list[dict[str, Any]]:
     """The objects `otelstack plan --env dev` exports (run as its own process), in creation order."""
     subprocess.run(
-        [sys.executable, "-m", "otelstack.cli", "plan", "--env", "dev", "--out", str(out), "--quiet"],
+        [sys.executable, "-m", "otelstack.cli", "plan", "--env", "dev", "--out", str(out), "--quiet", *options],
         cwd=ROOT,
         check=True,
     )
@@ -81,6 +81,50 @@ def test_plan_exports_only_objects_the_api_server_accepts(cluster: Cluster, tmp_
         (o["kind"], o["metadata"]["name"]) for o in objects
     ]
     for name in namespaces(objects):  # the fixture created them for real to dry-run their content
+        cluster.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        cluster.finalize_namespace(name)
+
+
+def test_pod_security_admits_every_workload_and_warns_only_for_the_explained_exceptions(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Pod Security on the real API server: every workload's pod is admitted by its namespace's enforced
+    level (a dry-run Pod from each template), and the only `restricted` warnings are the agents' explained
+    exception (hostPath, uid 0; docs/kubernetes/collectors.md) — Beyla's namespace is privileged."""
+    # plan reads <configs>/../stacks/platform/Pulumi.dev.yaml: a copy of the tree whose dev stack runs Beyla
+    shutil.copytree(ROOT / "configs", tmp_path / "tree" / "configs")
+    stack = tmp_path / "tree" / "stacks" / "platform" / "Pulumi.dev.yaml"
+    stack.parent.mkdir(parents=True)
+    config = yaml.safe_load((PROJECT / "Pulumi.dev.yaml").read_text())
+    config["config"].setdefault("otelstack:cluster", {})["beyla"] = {"enabled": True}
+    stack.write_text(yaml.safe_dump(config))
+    objects = planned(tmp_path / "plan", "--configs", str(tmp_path / "tree" / "configs"))
+    workloads = [o for o in objects if o["kind"] in ("DaemonSet", "StatefulSet", "Deployment")]
+    assert {o["metadata"]["name"] for o in workloads} >= {"otel-agent", "otel-gateway", "beyla"}
+    cluster.warnings.clear()
+    cluster.apply_dry_run(objects, create_namespaces=["cert-manager"])
+    warned = {path.rsplit("/", 1)[-1]: text for path, text in cluster.warnings if "PodSecurity" in text}
+    # the agents' namespace warns at restricted on purpose (its exception is visible); Beyla's is privileged
+    assert set(warned) == {"otel-agent"}, warned
+    assert "restricted volume types" in warned["otel-agent"] and "runAsUser=0" in warned["otel-agent"]
+    for workload in workloads:  # enforce applies to pods: each workload's pod, as its controller would make it
+        meta, spec = workload["metadata"], dict(workload["spec"]["template"]["spec"])
+        claims = workload["spec"].get("volumeClaimTemplates") or []  # a StatefulSet's controller adds these
+        spec["volumes"] = [
+            *(spec.get("volumes") or []),
+            *(
+                {"name": c["metadata"]["name"], "persistentVolumeClaim": {"claimName": c["metadata"]["name"]}}
+                for c in claims
+            ),
+        ]
+        name = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"{meta['name']}-0", "namespace": meta["namespace"]},
+        }
+        pod = {**name, "spec": spec}
+        cluster.apply(pod, dry_run=True)  # ApiError 403 "violates PodSecurity" if the namespace refuses it
+    for name in namespaces(objects):
         cluster.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
         cluster.finalize_namespace(name)
 

@@ -157,6 +157,21 @@ def _container(ctx: StackContext, settings: Beyla) -> K8sObject:
     }
 
 
+# checkov's findings that are Beyla's documented needs (docs/kubernetes/beyla.md), skipped on its DaemonSet
+# alone (checkov reads `checkov.io/skipN: CHECK=reason` annotations), so any other workload is still held to them.
+CHECKOV_EXCEPTIONS = {
+    "hostPID": ("CKV_K8S_17", "application observability attaches eBPF probes to every process of the node"),
+    "hostNetwork": ("CKV_K8S_19", "network observability and context propagation watch the node's interfaces"),
+}
+CHECKOV_CAPABILITIES = ("CKV_K8S_25", "eBPF needs the capabilities of the chosen features, nothing more (CAPABILITIES)")
+
+
+def checkov_exceptions(pod: K8sObject) -> dict[str, str]:
+    """The checkov skips this pod spec needs, as annotations naming each check and its reason."""
+    skips = [CHECKOV_EXCEPTIONS[key] for key in CHECKOV_EXCEPTIONS if pod.get(key)] + [CHECKOV_CAPABILITIES]
+    return {f"checkov.io/skip{number}": f"{check}={reason}" for number, (check, reason) in enumerate(skips, 1)}
+
+
 def daemonset(ctx: StackContext, config_text: str) -> K8sObject:
     settings = ctx.cluster.beyla
     pod: K8sObject = {"serviceAccountName": NAME, "automountServiceAccountToken": True}
@@ -169,6 +184,7 @@ def daemonset(ctx: StackContext, config_text: str) -> K8sObject:
     pod["nodeSelector"] = {"kubernetes.io/os": "linux", **ctx.cluster.node_selector}
     # Like the agents it sends to, Beyla runs on every node, tainted or not.
     pod["tolerations"] = [{"operator": "Exists", "effect": "NoSchedule"}, {"operator": "Exists", "effect": "NoExecute"}]
+    pod["securityContext"] = {"seccompProfile": {"type": "RuntimeDefault"}}
     pod["containers"] = [_container(ctx, settings)]
     pod["volumes"] = [
         {"name": "config", "configMap": {"name": NAME}},
@@ -184,7 +200,13 @@ def daemonset(ctx: StackContext, config_text: str) -> K8sObject:
     return obj(
         "apps/v1",
         "DaemonSet",
-        metadata(NAME, COMPONENT, namespace=namespace(ctx), environment=ctx.spec.environment),
+        metadata(
+            NAME,
+            COMPONENT,
+            namespace=namespace(ctx),
+            environment=ctx.spec.environment,
+            annotations=checkov_exceptions(pod),
+        ),
         spec={
             "selector": {"matchLabels": pod_labels()},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},

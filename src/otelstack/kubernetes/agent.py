@@ -49,6 +49,7 @@ from otelstack.kubernetes.objects import (
     CONFIG_CHECKSUM_ANNOTATION,
     Component,
     K8sObject,
+    checkov_skips,
     labels,
     metadata,
     obj,
@@ -72,6 +73,15 @@ FIELDS = {
     "K8S_POD_NAMESPACE": "metadata.namespace",
 }
 RBAC_API = "rbac.authorization.k8s.io/v1"
+
+
+# The agent's documented exception (module text; docs/kubernetes/collectors.md), skipped in checkov on its
+# DaemonSet alone: every other workload is still held to these checks.
+ROOT_EXCEPTION = (
+    ("CKV_K8S_23", "uid 0 without any capability: kubelet writes pod logs root 0640 and the hostPath state dir 0755"),
+    ("CKV_K8S_40", "the same uid 0 exception; every other workload runs as 10001"),
+    ("CKV_K8S_38", "the k8s_attributes processor and kubeletstats receiver call the API with this token"),
+)
 
 
 def cluster_rules() -> list[K8sObject]:
@@ -163,7 +173,13 @@ def daemonset(ctx: StackContext) -> K8sObject:
     return obj(
         "apps/v1",
         "DaemonSet",
-        metadata(AGENT_NAME, COMPONENT, namespace=ctx.agent_namespace, environment=env),
+        metadata(
+            AGENT_NAME,
+            COMPONENT,
+            namespace=ctx.agent_namespace,
+            environment=env,
+            annotations=checkov_skips(ROOT_EXCEPTION),
+        ),
         spec={
             "selector": {"matchLabels": selector_labels(COMPONENT, AGENT_NAME)},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},

@@ -24,6 +24,7 @@ from otelstack.kubernetes.objects import (
     CONFIG_CHECKSUM_ANNOTATION,
     Component,
     K8sObject,
+    checkov_skips,
     metadata,
     obj,
     resources,
@@ -168,8 +169,9 @@ CHECKOV_CAPABILITIES = ("CKV_K8S_25", "eBPF needs the capabilities of the chosen
 
 def checkov_exceptions(pod: K8sObject) -> dict[str, str]:
     """The checkov skips this pod spec needs, as annotations naming each check and its reason."""
-    skips = [CHECKOV_EXCEPTIONS[key] for key in CHECKOV_EXCEPTIONS if pod.get(key)] + [CHECKOV_CAPABILITIES]
-    return {f"checkov.io/skip{number}": f"{check}={reason}" for number, (check, reason) in enumerate(skips, 1)}
+    return checkov_skips(
+        [CHECKOV_EXCEPTIONS[key] for key in CHECKOV_EXCEPTIONS if pod.get(key)] + [CHECKOV_CAPABILITIES]
+    )
 
 
 def daemonset(ctx: StackContext, config_text: str) -> K8sObject:

@@ -205,3 +205,9 @@ def secret_env(names: Iterable[str]) -> list[K8sObject]:
 def config_env_names(config_text: str) -> tuple[str, ...]:
     """The ``${env:NAME}`` variables a rendered collector config reads, sorted."""
     return tuple(sorted(set(re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", config_text))))
+
+
+def checkov_skips(skips: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """checkov's per-object skips, as the annotations it reads (``checkov.io/skipN: CHECK=reason``): a
+    workload's documented exception is skipped on that object alone, never for every object."""
+    return {f"checkov.io/skip{number}": f"{check}={reason}" for number, (check, reason) in enumerate(skips, 1)}

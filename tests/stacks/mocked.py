@@ -7,6 +7,7 @@ registration with its own inputs, as a provider's preview would.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Mapping
@@ -75,6 +76,9 @@ class Recorder(pulumi.runtime.Mocks):
 def run_program(config: Mapping[str, Any], secret_keys: tuple[str, ...] = ("otelstack:secrets",)) -> list[Registered]:
     """Run the program with this stack config; the Kubernetes resources it registered, in order."""
     recorder = Recorder()
+    # Pulumi's mocks run on the thread's current event loop; an earlier asyncio.run() (other tests in the same
+    # process) leaves none, so each run gets a fresh one.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(recorder, project=PROJECT, stack=STACK, preview=False)
     pulumi.runtime.set_all_config(
         {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()},

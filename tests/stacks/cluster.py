@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
-import ipaddress
 import json
 import os
 import shutil
@@ -52,9 +50,11 @@ from typing import Any
 
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.integration.pki_helpers import ThrowawayCa, common_name, pem_key
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("OTELSTACK_BIN", ROOT / ".cache" / "bin"))
@@ -103,77 +103,27 @@ class Pki:
     sa_pub: Path
 
 
-def _pem_key(key: Any) -> bytes:
-    return bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-
-
 def make_pki(directory: Path) -> Pki:
     """A CA, a serving certificate for 127.0.0.1/localhost, an admin client certificate (system:masters)
     and a service-account signing key pair, all written into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "otelstack-test-ca")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid[0])
-        .not_valid_after(valid[1])
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )  # keyCertSign, cRLSign
-        .sign(ca_key, hashes.SHA256())
+    ca = ThrowawayCa.new("otelstack-test-ca", days=1)
+    serving = ca.issue(common_name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH)
+    admin_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "otelstack-test-admin"),
+        ]
     )
-
-    def leaf(name: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> tuple[bytes, bytes]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(valid[0])
-            .not_valid_after(valid[1])
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
-
-    serving = leaf(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
-        ExtendedKeyUsageOID.SERVER_AUTH,
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
-    )
-    admin = leaf(
-        x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                x509.NameAttribute(NameOID.COMMON_NAME, "otelstack-test-admin"),
-            ]
-        ),
-        ExtendedKeyUsageOID.CLIENT_AUTH,
-        [],
-    )
+    admin = ca.issue(admin_name, ExtendedKeyUsageOID.CLIENT_AUTH, sans=())
     sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     files = {
-        "ca.crt": ca.public_bytes(serialization.Encoding.PEM),
-        "serving.crt": serving[0],
-        "serving.key": serving[1],
-        "admin.crt": admin[0],
-        "admin.key": admin[1],
-        "sa.key": _pem_key(sa),
+        "ca.crt": ca.cert.public_bytes(serialization.Encoding.PEM),
+        "serving.crt": serving[0].public_bytes(serialization.Encoding.PEM),
+        "serving.key": pem_key(serving[1]),
+        "admin.crt": admin[0].public_bytes(serialization.Encoding.PEM),
+        "admin.key": pem_key(admin[1]),
+        "sa.key": pem_key(sa),
         "sa.pub": sa.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),

@@ -164,6 +164,11 @@ CHECKOV_EXCEPTIONS = {
     "hostPID": ("CKV_K8S_17", "application observability attaches eBPF probes to every process of the node"),
     "hostNetwork": ("CKV_K8S_19", "network observability and context propagation watch the node's interfaces"),
 }
+CHECKOV_ROOT = (
+    ("CKV_K8S_23", "added capabilities take effect only for uid 0 (docs/kubernetes/beyla.md)"),
+    ("CKV_K8S_40", "the same uid 0 exception"),
+    ("CKV_K8S_38", "Beyla reads pod metadata from the API to decorate its telemetry"),
+)
 CHECKOV_CAPABILITIES = ("CKV_K8S_25", "eBPF needs the capabilities of the chosen features, nothing more (CAPABILITIES)")
 
 

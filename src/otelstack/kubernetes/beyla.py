@@ -175,7 +175,7 @@ CHECKOV_CAPABILITIES = ("CKV_K8S_25", "eBPF needs the capabilities of the chosen
 def checkov_exceptions(pod: K8sObject) -> dict[str, str]:
     """The checkov skips this pod spec needs, as annotations naming each check and its reason."""
     return checkov_skips(
-        [CHECKOV_EXCEPTIONS[key] for key in CHECKOV_EXCEPTIONS if pod.get(key)] + [CHECKOV_CAPABILITIES]
+        [CHECKOV_EXCEPTIONS[key] for key in CHECKOV_EXCEPTIONS if pod.get(key)] + [CHECKOV_CAPABILITIES, *CHECKOV_ROOT]
     )
 
 

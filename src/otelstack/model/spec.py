@@ -340,11 +340,31 @@ class ClickHouseBackend(Strict):
         return _check_url(v, ("tcp", "clickhouse", "http", "https"), cls.EXAMPLE)
 
 
+class TempoStorage(Strict):
+    """Where Tempo keeps its blocks: a local directory, or an S3 bucket (credentials from the environment)."""
+
+    kind: Literal["local", "s3"] = Field("local", description="local: a directory on the Tempo host; s3: a bucket")
+    bucket: str | None = Field(None, description="s3: bucket name")
+    endpoint: HostPort | None = Field(
+        None, description="s3: S3 API host:port (HTTPS), e.g. s3.eu-west-1.amazonaws.com:443"
+    )
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> TempoStorage:
+        if self.kind == "s3" and not (self.bucket and self.endpoint):
+            raise ValueError(
+                "`backends.tempo.storage.kind` is s3 but `bucket` and `endpoint` are not both set; "
+                "allowed: kind s3 with bucket and endpoint (host:port), or kind local"
+            )
+        return self
+
+
 class TempoBackend(Strict):
     EXAMPLE: ClassVar[str] = "tempo.example.internal:4317"
 
     enabled: bool = Field(True, description="export traces to Tempo over OTLP gRPC")
     endpoint: HostPort = Field("tempo.observability.internal:4317", description="Tempo distributor OTLP gRPC host:port")
+    storage: TempoStorage = Field(default_factory=lambda: TempoStorage(), description="where Tempo stores blocks")
 
 
 class LokiBackend(Strict):

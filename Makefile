@@ -18,6 +18,7 @@ help:
 	@echo "make binaries                                   build otelcol-contrib + opampsupervisor from Go modules (cached),"
 	@echo "                                                and the collector release before (the upgrade tests start there)"
 	@echo "                                                and kube-apiserver, etcd, pulumi + its Python host + pulumi-kubernetes"
+	@echo "                                                and prometheus, promtool, alertmanager, amtool"
 	@echo "make dist                                       the built programs in the upstream archive layout, in dist/"
 	@echo "make bench                                      benchmarks (print figures)"
 	@echo "make bench-vm                                   site.yml converge time on the container lab"
@@ -56,6 +57,7 @@ binaries: $(VENV)/.runtime
 	$(BIN)/otelstack dist build --link .cache/bin
 	$(BIN)/otelstack dist build --release previous
 	$(BIN)/otelstack dist kubetools --link .cache/bin
+	$(BIN)/otelstack dist backendtools --link .cache/bin
 
 dist: $(VENV)/.runtime
 	$(BIN)/otelstack dist package --out dist

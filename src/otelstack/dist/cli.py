@@ -5,6 +5,8 @@ otelstack dist build [--link DIR]       build both programs into the per-user ca
 otelstack dist package --out DIR        build if needed, then write the upstream archive layout + checksums
 otelstack dist kubetools [--link DIR]   build kube-apiserver, etcd, the Pulumi CLI, its Python host and the
                                         Kubernetes provider (catalog/kubernetes_tools.yaml) into the cache
+otelstack dist backendtools [--link DIR] build prometheus, promtool, alertmanager and amtool
+                                        (catalog/backend_tools.yaml) into the cache
   --release VERSION|previous            the collector at another release ('previous': the one before the
                                         pinned one, to test upgrades); modules the Go proxy does not serve at that
                                         release are left out and named
@@ -16,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from otelstack.dist import kubetools
+from otelstack.dist import backendtools, kubetools
 from otelstack.dist.build import MANIFEST_HEADER, build_all, cache_root, host_arch, link, progress_printer
 from otelstack.dist.manifest import builder_manifest, excluded
 from otelstack.dist.package import package
@@ -90,3 +92,4 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     k.set_defaults(func=cmd_package)
 
     kubetools.register(dist)
+    backendtools.register(dist)

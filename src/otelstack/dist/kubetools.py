@@ -1,349 +1,49 @@
-"""Build the Kubernetes-side test programs from their Go modules; find the pinned CRDs.
+"""The Kubernetes-side test programs and CRDs: kube-apiserver, etcd, the Pulumi CLI, its Python host and
+the Kubernetes provider, built from their Go modules at the pins of ``catalog/kubernetes_tools.yaml``
+(the machinery is ``otelstack.dist.gotools``); the pinned CRD files, read from their Go modules.
 
-    ~/.cache/otelstack/kube/                    ($OTELSTACK_CACHE overrides the root)
-      kube-apiserver-v1.37.2-<digest>/kube-apiserver
-      etcd-v3.7.3-<digest>/etcd
-      pulumi-v3.276.0-<digest>/pulumi
-      pulumi-language-python-v3.79.0-<digest>/pulumi-language-python (+ pulumi-language-python-exec)
-      pulumi-resource-kubernetes-v4.25.0-<digest>/pulumi-resource-kubernetes
-    ~/.cache/otelstack/src/kube-<name>-…        the generated wrapper module of each build
-
-The pins live in ``catalog/kubernetes_tools.yaml``; each program's directory name carries a digest of its
-catalog entry, so a changed pin builds again and a present program is never rebuilt. The wrapper go.mod
-is generated here: it requires the pinned module, turns each local ``replace`` of that module's own
-go.mod into the published module (``local_replaces_at``), copies its other replaces, excludes and
-godebug settings, and records the main package with ``go get -tool``. Nothing fetched is kept in the
-repository: the inputs are the catalog and the Go module proxy.
+    ~/.cache/otelstack/kube/kube-apiserver-v1.37.2-<digest>-linux-<arch>/kube-apiserver   (and the others)
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
-import re
-import shutil
-import stat
-import subprocess
-import sys
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from otelstack.dist.build import (
-    BuildError,
-    Note,
-    _go_env,
-    _json_stream,
-    _locked,
-    _run,
-    cache_root,
-    go_executable,
-    host_arch,
-    progress_printer,
+from otelstack.dist.build import BuildError, Note, cache_root, progress_printer
+from otelstack.dist.gotools import (
+    KUBERNETES,
+    BuiltTool,
+    Program,
+    add_arguments,
+    cmd_build,
+    download,
+    link_tools,
 )
+from otelstack.dist.gotools import build_tools as _build_tools
+from otelstack.dist.gotools import program as _program
+from otelstack.dist.gotools import programs as _programs
 
-RECIPE = "1"  # part of every digest: raise it when the way a wrapper is generated changes
-WRAPPER_GO = "1.26.0"  # the lowest `go` line of a wrapper (raised to the pinned module's)
+__all__ = ["BuiltTool", "build_tools", "crd_files", "link_tools", "program", "programs", "register", "tools_catalog"]
 
 
-@cache
 def tools_catalog() -> dict[str, Any]:
-    text = resources.files("otelstack.catalog").joinpath("kubernetes_tools.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    if not isinstance(data, dict) or not isinstance(data.get("programs"), dict):
-        raise BuildError("catalog/kubernetes_tools.yaml: a mapping with `programs:` is expected")
-    return data
-
-
-@dataclass(frozen=True)
-class Program:
-    name: str
-    module: str
-    version: str
-    package: str
-    binary: str
-    version_string: str
-    local_replaces_at: str | None
-    require: dict[str, str]
-    ldflags: tuple[str, ...]
-    tags: str
-    extras: dict[str, str]
-    vendor_copy: dict[str, str]
-    cgo: bool
-
-    @property
-    def digest(self) -> str:
-        entry = tools_catalog()["programs"][self.name]
-        blob = json.dumps({"recipe": RECIPE, "entry": entry}, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
-
-    def directory(self, root: Path, arch: str) -> Path:
-        return root / "kube" / f"{self.name}-{self.version_string}-{self.digest}-linux-{arch}"
-
-    def ldflag_values(self) -> list[str]:
-        found = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)(.*)", self.version_string)
-        if found is None:
-            raise BuildError(f"{self.name}: version_string {self.version_string!r} is not vX.Y.Z")
-        fill = {
-            "version": self.version_string,
-            "bare": self.version_string.lstrip("v"),
-            "major": found.group(1),
-            "minor": found.group(2),
-        }
-        return [f"-X {flag.format(**fill)}" for flag in self.ldflags]
+    return KUBERNETES.data()
 
 
 def programs() -> list[Program]:
-    out = []
-    for name, entry in tools_catalog()["programs"].items():
-        try:
-            out.append(
-                Program(
-                    name=str(name),
-                    module=str(entry["module"]),
-                    version=str(entry["version"]),
-                    package=str(entry["package"]),
-                    binary=str(entry.get("binary", name)),
-                    version_string=str(entry.get("version_string", entry["version"])),
-                    local_replaces_at=entry.get("local_replaces_at"),
-                    require={str(k): str(v) for k, v in (entry.get("require") or {}).items()},
-                    ldflags=tuple(str(f) for f in entry.get("ldflags") or ()),
-                    tags=str(entry.get("tags") or ""),
-                    extras={str(k): str(v) for k, v in (entry.get("extras") or {}).items()},
-                    vendor_copy={str(k): str(v) for k, v in (entry.get("vendor_copy") or {}).items()},
-                    cgo=bool(entry.get("cgo", False)),
-                )
-            )
-        except KeyError as missing:
-            raise BuildError(f"catalog/kubernetes_tools.yaml: programs.{name} lacks {missing}") from None
-    return out
+    return _programs(KUBERNETES)
 
 
 def program(name: str) -> Program:
-    for p in programs():
-        if p.name == name:
-            return p
-    raise BuildError(f"no program {name!r} in catalog/kubernetes_tools.yaml; known: {[p.name for p in programs()]}")
-
-
-# --- go.mod reading ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GoMod:
-    go: str
-    replaces: tuple[tuple[str, str, str | None], ...]  # (path, target, target version or None when local)
-    excludes: tuple[str, ...]
-    godebug: tuple[str, ...]
-
-
-def _directive_lines(text: str, verb: str) -> Iterator[str]:
-    """The arguments of every ``verb`` line of a go.mod, single-line and block forms."""
-    block = False
-    for raw in text.splitlines():
-        line = raw.split("//", 1)[0].strip()
-        if block:
-            if line == ")":
-                block = False
-            elif line:
-                yield line
-            continue
-        if line == f"{verb} (":
-            block = True
-        elif line.startswith(f"{verb} "):
-            yield line[len(verb) + 1 :].strip()
-
-
-def parse_gomod(text: str) -> GoMod:
-    go = next((line for line in _directive_lines(text, "go")), WRAPPER_GO)
-    replaces = []
-    for line in _directive_lines(text, "replace"):
-        left, _, right = line.partition("=>")
-        target = right.split()
-        path = left.split()[0]
-        if not target:
-            raise BuildError(f"cannot read the go.mod replace line {line!r}")
-        replaces.append((path, target[0], target[1] if len(target) > 1 else None))
-    return GoMod(
-        go=go,
-        replaces=tuple(replaces),
-        excludes=tuple(_directive_lines(text, "exclude")),
-        godebug=tuple(_directive_lines(text, "godebug")),
-    )
-
-
-def _version_key(go: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", go))
-
-
-def wrapper_gomod(p: Program, upstream: GoMod, local_copy: Path | None = None) -> str:
-    """The wrapper module's go.mod for ``p``, from the pinned module's own go.mod."""
-    go = max(WRAPPER_GO, upstream.go, key=_version_key)
-    lines = [f"// {p.name}: generated by otelstack from catalog/kubernetes_tools.yaml", ""]
-    lines += [f"module otelstack.local/{p.name}", "", f"go {go}", ""]
-    if upstream.godebug:
-        lines += ["godebug (", *(f"\t{g}" for g in upstream.godebug), ")", ""]
-    lines += ["require (", f"\t{p.module} {p.version}", *(f"\t{m} {v}" for m, v in sorted(p.require.items())), ")", ""]
-    replaces: list[str] = []
-    for path, target, version in upstream.replaces:
-        if version is not None:  # a fork or a pin: copied as it is
-            replaces.append(f"\t{path} => {target} {version}")
-        elif p.local_replaces_at:  # a sibling directory of the same repository: its published module
-            replaces.append(f"\t{path} => {path} {p.local_replaces_at}")
-        else:
-            raise BuildError(
-                f"{p.module}@{p.version} replaces {path} with the local {target}, "
-                "and catalog/kubernetes_tools.yaml gives no local_replaces_at for it"
-            )
-    if local_copy is not None:
-        replaces.append(f"\t{p.module} => {local_copy}")
-    if replaces:
-        lines += ["replace (", *replaces, ")", ""]
-    if upstream.excludes:
-        lines += ["exclude (", *(f"\t{e}" for e in upstream.excludes), ")", ""]
-    return "\n".join(lines)
-
-
-# --- module cache ----------------------------------------------------------------------------------------
-
-
-def download(modules: Sequence[str], cwd: Path, note: Note) -> dict[str, dict[str, Any]]:
-    """``go mod download -json`` for ``module@version`` strings: module@version -> its JSON (Dir, GoMod)."""
-    cwd.mkdir(parents=True, exist_ok=True)
-    argv = [go_executable(), "mod", "download", "-json", *modules]
-    note(f"go mod download {' '.join(modules)}")
-    proc = subprocess.run(argv, cwd=cwd, env=_go_env(host_arch()), capture_output=True, text=True, check=False)
-    found: dict[str, dict[str, Any]] = {}
-    errors = []
-    for doc in _json_stream(proc.stdout):
-        key = f"{doc.get('Path')}@{doc.get('Version')}"
-        if doc.get("Error"):
-            errors.append(f"{key}: {doc['Error']}")
-        else:
-            found[key] = doc
-    if errors or proc.returncode != 0:
-        raise BuildError(
-            "the Go module proxy did not serve every module asked for",
-            [f"command: {' '.join(argv)}", *errors, *proc.stderr.splitlines()[-10:]],
-        )
-    return found
-
-
-def _writable_copy(source: Path, target: Path) -> None:
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target)
-    for base, dirs, files in os.walk(target):
-        for name in [*dirs, *files]:
-            path = Path(base) / name
-            path.chmod(path.stat().st_mode | stat.S_IWUSR)
-    target.chmod(target.stat().st_mode | stat.S_IWUSR)
-
-
-def _generate(p: Program, copy: Path, target: str, recipe: str) -> None:
-    """Write one file that the module's ``//go:embed`` expects but its zip lacks (our own generator)."""
-    how, _, source = recipe.partition(" ")
-    data = json.loads((copy / source).read_text(encoding="utf-8"))
-    if how == "schema-with-version":
-        data["version"] = p.version_string.lstrip("v")
-    elif how != "compact-json":
-        raise BuildError(f"{p.name}: unknown vendor_copy recipe {how!r} (schema-with-version, compact-json)")
-    (copy / target).write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-
-
-# --- building ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BuiltTool:
-    name: str
-    version: str
-    path: Path
-    seconds: float  # 0 when it was already in the cache
-    extras: tuple[Path, ...] = ()
-
-
-def build_program(p: Program, root: Path, arch: str, note: Note) -> BuiltTool:
-    final = p.directory(root, arch)
-    binary = final / p.binary
-    if binary.exists():
-        return BuiltTool(p.name, p.version_string, binary, 0, tuple(final / e for e in p.extras))
-    started = time.monotonic()
-    src = root / "src" / f"kube-{final.name}"
-    shutil.rmtree(src, ignore_errors=True)
-    src.mkdir(parents=True)
-    note(f"{p.name}: {p.module}@{p.version}")
-    key = f"{p.module}@{p.version}"
-    doc = download([key], src, note)[key]
-    upstream = parse_gomod(Path(doc["GoMod"]).read_text(encoding="utf-8"))
-    local_copy = None
-    if p.vendor_copy:
-        local_copy = src / "module"
-        _writable_copy(Path(doc["Dir"]), local_copy)
-        for target, recipe in p.vendor_copy.items():
-            _generate(p, local_copy, target, recipe)
-            note(f"{p.name}: generated {target}")
-    (src / "go.mod").write_text(wrapper_gomod(p, upstream, local_copy), encoding="utf-8")
-    env = _go_env(arch)
-    env["CGO_ENABLED"] = "1" if p.cgo else "0"
-    go = go_executable()
-    _run(f"{p.name} (modules)", [go, "get", "-tool", f"{p.package}@{p.version}"], cwd=src, env=env, note=note)
-    staging = src / "out"
-    staging.mkdir()
-    argv = [go, "build", "-trimpath", f"-ldflags=-s -w {' '.join(p.ldflag_values())}".strip()]
-    if p.tags:
-        argv.append(f"-tags={p.tags}")
-    argv += ["-o", str(staging / p.binary), p.package]
-    note(f"{p.name}: compiling {p.package} (minutes on a cold Go build cache)")
-    _run(f"{p.name} (compile)", argv, cwd=src, env=env, note=note)
-    for name, path in p.extras.items():
-        extra = Path(doc["Dir"]) / path
-        if not extra.is_file():
-            raise BuildError(f"{p.name}: {key} has no {path} to place next to the program as {name}")
-        shutil.copyfile(extra, staging / name)
-    for item in staging.iterdir():
-        item.chmod(0o755)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(staging, final)  # the whole directory appears at once
-    shutil.rmtree(src, ignore_errors=True)
-    return BuiltTool(p.name, p.version_string, binary, time.monotonic() - started, tuple(final / e for e in p.extras))
+    return _program(name, KUBERNETES)
 
 
 def build_tools(
-    names: Sequence[str] = (), root: Path | None = None, arch: str | None = None, note: Note | None = None
+    names: tuple[str, ...] | list[str] = (), root: Path | None = None, arch: str | None = None, note: Note | None = None
 ) -> list[BuiltTool]:
-    """The programs named (default: all of them), from the cache when present."""
-    root = root or cache_root()
-    arch = arch or host_arch()
-    say = note or (lambda _m: None)
-    chosen = [program(n) for n in names] if names else programs()
-    with _locked(root):
-        return [build_program(p, root, arch, say) for p in chosen]
-
-
-def link_tools(built: Sequence[BuiltTool], directory: Path) -> list[Path]:
-    """Symlink each program (and the files that sit next to it) into ``directory`` under its plain name."""
-    directory.mkdir(parents=True, exist_ok=True)
-    links = []
-    for item in built:
-        for path in (item.path, *item.extras):
-            target = directory / path.name
-            if target.exists() and not target.is_symlink():
-                raise BuildError(f"{target} exists and is not a link otelstack made; remove it first")
-            tmp = directory / f".{path.name}.link"
-            tmp.unlink(missing_ok=True)
-            tmp.symlink_to(path)
-            os.replace(tmp, target)
-            links.append(target)
-    return links
+    return _build_tools(names, root, arch, note, KUBERNETES)
 
 
 # --- CRDs --------------------------------------------------------------------------------------------------
@@ -369,20 +69,10 @@ def crd_files(root: Path | None = None, note: Note | None = None) -> list[Path]:
 
 
 def cmd_kubetools(args: argparse.Namespace) -> int:
-    note = progress_printer() if not args.quiet else (lambda _m: None)
-    root = args.cache or cache_root()
-    arch = args.arch or host_arch()
-    if not args.quiet:
-        print(f"otelstack dist: Kubernetes test programs for linux/{arch} in {root / 'kube'}", file=sys.stderr)
-    built = build_tools(args.program or (), root, arch, note)
-    for item in built:
-        state = f"built in {item.seconds:.0f}s" if item.seconds else "cached"
-        print(f"{item.name} {item.version} ({state}): {item.path}")
-    if args.link:
-        for path in link_tools(built, args.link):
-            print(f"linked {path}")
+    cmd_build(args, KUBERNETES, "Kubernetes test programs")
     if args.crds:
-        for path in crd_files(root, note):
+        note = progress_printer() if not args.quiet else (lambda _m: None)
+        for path in crd_files(args.cache or cache_root(), note):
             print(f"crd {path}")
     return 0
 
@@ -392,10 +82,6 @@ def register(dist: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
         "kubetools",
         help="build kube-apiserver, etcd, the Pulumi CLI, its Python host and the Kubernetes provider (cached)",
     )
-    k.add_argument("program", nargs="*", help=f"only these (default: all): {', '.join(p.name for p in programs())}")
-    k.add_argument("--arch", choices=["amd64", "arm64"], help="target architecture (default: this machine)")
-    k.add_argument("--cache", type=Path, help="build cache (default: $OTELSTACK_CACHE or ~/.cache/otelstack)")
-    k.add_argument("--link", type=Path, help="symlink the programs into this directory (e.g. .cache/bin)")
+    add_arguments(k, KUBERNETES)
     k.add_argument("--crds", action="store_true", help="also fetch the pinned CRD modules and print the CRD files")
-    k.add_argument("--quiet", action="store_true", help="no progress lines")
     k.set_defaults(func=cmd_kubetools)

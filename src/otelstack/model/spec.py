@@ -333,6 +333,25 @@ class ClickHouseBackend(Strict):
         "env:OTELSTACK_CLICKHOUSE_PASSWORD", description="reference to the password (env:NAME or file:/path)"
     )
     timeout: Duration = Field("10s", description="insert timeout")
+    reader_username: str = Field(
+        "grafana_reader", pattern=IDENTIFIER.pattern, description="ClickHouse user Grafana reads as (SELECT only)"
+    )
+    reader_password: SecretRef = Field(
+        "env:OTELSTACK_CLICKHOUSE_READER_PASSWORD",
+        description="reference to the reader's password (env:NAME or file:/path)",
+    )
+    cluster: str | None = Field(
+        None,
+        pattern=IDENTIFIER.pattern,
+        description="ClickHouse cluster (remote_servers) for ReplicatedMergeTree, ON CLUSTER and Distributed "
+        "tables; null: one server, MergeTree",
+    )
+    storage_policy: str | None = Field(
+        None,
+        pattern=IDENTIFIER.pattern,
+        description="storage policy with volumes hot, warm, cold, archive: data moves between them per "
+        "retention tier (TTL … TO VOLUME); null: every tier on the default disk",
+    )
 
     @field_validator("endpoint")
     @classmethod

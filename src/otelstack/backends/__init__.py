@@ -1,0 +1,1 @@
+"""Backend renders: the stores the gateways write to and Grafana on top of them."""

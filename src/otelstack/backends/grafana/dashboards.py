@@ -1,0 +1,532 @@
+"""The platform's dashboards, written with Grafana's Foundation SDK and rendered to JSON files that the
+file provider loads: collector pipelines, RED per service (exemplars on), SLO and error budget, the OpAMP
+fleet, and the health of ClickHouse, Loki and Tempo. Every metric name comes from ``metrics``; every
+datasource is one of the provisioned UIDs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from grafana_foundation_sdk.builders import common, dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import gauge as gauge_panel
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    Threshold,
+    ThresholdsMode,
+    VariableOption,
+    VariableRefresh,
+)
+
+from otelstack.backends.endpoints import PROMETHEUS_UID
+from otelstack.backends.grafana import metrics as m
+from otelstack.model.spec import PlatformSpec
+
+PROM = DataSourceRef(type_val="prometheus", uid=PROMETHEUS_UID)
+SLO_OBJECTIVE = 0.999  # seed 004: 99.9 % of requests succeed over a rolling 30 days
+SIGNALS = ("traces", "metrics", "logs")
+ERROR = 'status_code="STATUS_CODE_ERROR"'
+
+
+class _Ids:
+    def __init__(self) -> None:
+        self.next = 0
+
+    def __call__(self) -> int:
+        self.next += 1
+        return self.next
+
+
+def _q(expr: str, legend: str = "", ref: str = "A", *, exemplar: bool = False) -> prometheus.Dataquery:
+    query = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(PROM).range()
+    if legend:
+        query = query.legend_format(legend)
+    if exemplar:
+        query = query.exemplar(True)
+    return query
+
+
+def _steps(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
+    return (
+        dashboard.ThresholdsConfig()
+        .mode(ThresholdsMode.ABSOLUTE)
+        .steps([Threshold(value=value, color=color) for value, color in steps])
+    )
+
+
+def _series(ids: _Ids, title: str, unit: str, *queries: prometheus.Dataquery, width: int = 12) -> timeseries.Panel:
+    panel = timeseries.Panel().id(ids()).title(title).datasource(PROM).unit(unit).height(8).span(width)
+    for query in queries:
+        panel = panel.with_target(query)
+    return panel
+
+
+def _stat(
+    ids: _Ids,
+    title: str,
+    unit: str,
+    query: prometheus.Dataquery,
+    thresholds: dashboard.ThresholdsConfig,
+    width: int = 6,
+) -> stat.Panel:
+    return (
+        stat.Panel()
+        .id(ids())
+        .title(title)
+        .datasource(PROM)
+        .unit(unit)
+        .height(6)
+        .span(width)
+        .thresholds(thresholds)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+        .with_target(query)
+    )
+
+
+def _label_variable(name: str, label: str, metric: str, *, multi: bool = True) -> dashboard.QueryVariable:
+    return (
+        dashboard.QueryVariable(name)
+        .label(label)
+        .datasource(PROM)
+        .query({"query": f"label_values({metric}, {name if label == name else label})", "refId": "var"})
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .multi(multi)
+        .include_all(multi)
+        .current(
+            VariableOption(text="All", value="$__all", selected=True) if multi else VariableOption(text="", value="")
+        )
+    )
+
+
+def _base(uid: str, title: str, description: str) -> dashboard.Dashboard:
+    return (
+        dashboard.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["otelstack"])
+        .editable()
+        .refresh("30s")
+        .time("now-6h", "now")
+        .timezone("utc")
+    )
+
+
+def collector_pipelines(spec: PlatformSpec) -> dashboard.Dashboard:
+    ids = _Ids()
+    sel = 'job=~"$job"'
+    d = _base(
+        "otelstack-collector-pipelines",
+        "Collector pipelines",
+        "Agents and gateways: items accepted and refused by receivers, sent and failed by exporters, sending queues.",
+    ).with_variable(_label_variable("job", "job", m.PROCESS_UPTIME))
+    d = d.with_row(dashboard.Row("Receivers").id(ids()))
+    for signal in SIGNALS:
+        d = d.with_panel(
+            _series(
+                ids,
+                f"Receivers: {signal} accepted / refused",
+                "short",
+                _q(
+                    f"sum by (receiver) (rate({m.RECEIVER_ACCEPTED[signal]}{{{sel}}}[$__rate_interval]))",
+                    "{{receiver}} accepted",
+                    "A",
+                ),
+                _q(
+                    f"sum by (receiver) (rate({m.RECEIVER_REFUSED[signal]}{{{sel}}}[$__rate_interval]))",
+                    "{{receiver}} refused",
+                    "B",
+                ),
+                width=8,
+            )
+        )
+    d = d.with_row(dashboard.Row("Processors").id(ids()))
+    d = d.with_panel(
+        _series(
+            ids,
+            "Processors: items in / out",
+            "short",
+            _q(
+                f"sum by (processor) (rate({m.PROCESSOR_INCOMING}{{{sel}}}[$__rate_interval]))", "{{processor}} in", "A"
+            ),
+            _q(
+                f"sum by (processor) (rate({m.PROCESSOR_OUTGOING}{{{sel}}}[$__rate_interval]))",
+                "{{processor}} out",
+                "B",
+            ),
+            width=24,
+        )
+    )
+    d = d.with_row(dashboard.Row("Exporters").id(ids()))
+    for signal in SIGNALS:
+        d = d.with_panel(
+            _series(
+                ids,
+                f"Exporters: {signal} sent / failed",
+                "short",
+                _q(
+                    f"sum by (exporter) (rate({m.EXPORTER_SENT[signal]}{{{sel}}}[$__rate_interval]))",
+                    "{{exporter}} sent",
+                    "A",
+                ),
+                _q(
+                    f"sum by (exporter) (rate({m.EXPORTER_FAILED[signal]}{{{sel}}}[$__rate_interval]))",
+                    "{{exporter}} failed",
+                    "B",
+                ),
+                _q(
+                    f"sum by (exporter) (rate({m.EXPORTER_ENQUEUE_FAILED[signal]}{{{sel}}}[$__rate_interval]))",
+                    "{{exporter}} enqueue failed",
+                    "C",
+                ),
+                width=8,
+            )
+        )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Sending queue fill (size / capacity)",
+            "percentunit",
+            _q(
+                f"max by (exporter, instance) ({m.QUEUE_SIZE}{{{sel}}} / {m.QUEUE_CAPACITY}{{{sel}}})",
+                "{{exporter}} {{instance}}",
+            ),
+        ).thresholds(_steps((None, "green"), (0.8, "red")))
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Sending queue size",
+            "short",
+            _q(f"max by (exporter, instance) ({m.QUEUE_SIZE}{{{sel}}})", "{{exporter}} {{instance}}"),
+        )
+    )
+    d = d.with_row(dashboard.Row("Processes").id(ids()))
+    d = d.with_panel(
+        _series(
+            ids, "Memory (RSS)", "bytes", _q(f"max by (instance) ({m.PROCESS_RSS}{{{sel}}})", "{{instance}}"), width=8
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "CPU",
+            "percentunit",
+            _q(f"sum by (instance) (rate({m.PROCESS_CPU}{{{sel}}}[$__rate_interval]))", "{{instance}}"),
+            width=8,
+        )
+    )
+    d = d.with_panel(_series(ids, "Targets up", "short", _q(f"sum by (job) ({m.UP}{{{sel}}})", "{{job}}"), width=8))
+    return d
+
+
+def red_per_service(spec: PlatformSpec) -> dashboard.Dashboard:
+    ids = _Ids()
+    span = m.gateway_span_metrics(spec)
+    sel = 'service_name=~"$service"'
+    d = _base(
+        "otelstack-red",
+        "RED per service",
+        "Rate, errors and duration per service from the gateways' span metrics (every span, before sampling); "
+        "exemplars link a point to its trace in Tempo.",
+    ).with_variable(_label_variable("service", "service_name", span.calls))
+    d = d.with_panel(
+        _series(
+            ids,
+            "Requests per second",
+            "reqps",
+            _q(
+                f"sum by (service_name) (rate({span.calls}{{{sel}}}[$__rate_interval]))",
+                "{{service_name}}",
+                exemplar=True,
+            ),
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Error ratio",
+            "percentunit",
+            _q(
+                f"sum by (service_name) (rate({span.calls}{{{sel}, {ERROR}}}[$__rate_interval]))"
+                f" / sum by (service_name) (rate({span.calls}{{{sel}}}[$__rate_interval]))",
+                "{{service_name}}",
+                exemplar=True,
+            ),
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            f"Duration p50 / p95 / p99 ({span.unit})",
+            span.unit,
+            *(
+                _q(
+                    f"histogram_quantile({q}, sum by (le, service_name) "
+                    f"(rate({span.duration_bucket}{{{sel}}}[$__rate_interval])))",
+                    f"{{{{service_name}}}} p{int(q * 100)}",
+                    ref,
+                    exemplar=True,
+                )
+                for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))
+            ),
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Requests per route",
+            "reqps",
+            _q(
+                f"sum by (service_name, http_route) (rate({span.calls}{{{sel}}}[$__rate_interval]))",
+                "{{service_name}} {{http_route}}",
+                exemplar=True,
+            ),
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Calls between services (Tempo service graph)",
+            "reqps",
+            _q(
+                f'sum by (client, server) (rate({m.SERVICE_GRAPH_REQUESTS}{{server=~"$service"}}[$__rate_interval]))',
+                "{{client}} → {{server}}",
+                "A",
+            ),
+            _q(
+                f'sum by (client, server) (rate({m.SERVICE_GRAPH_FAILED}{{server=~"$service"}}[$__rate_interval]))',
+                "{{client}} → {{server}} failed",
+                "B",
+            ),
+        )
+    )
+    return d
+
+
+def slo(spec: PlatformSpec) -> dashboard.Dashboard:
+    ids = _Ids()
+    span = m.gateway_span_metrics(spec)
+    budget = 1 - SLO_OBJECTIVE
+    sel = 'service_name=~"$service"'
+
+    def error_ratio(window: str) -> str:
+        return (
+            f"(sum(rate({span.calls}{{{sel}, {ERROR}}}[{window}])) or vector(0))"
+            f" / sum(rate({span.calls}{{{sel}}}[{window}]))"
+        )
+
+    d = _base(
+        "otelstack-slo",
+        "SLO and error budget",
+        f"Availability SLO {SLO_OBJECTIVE:.1%} over 30 days from the gateways' span metrics: the SLI, the error "
+        "budget left and the burn rates of the multi-window alerts (14.4×, 6×, 3×, 1×).",
+    ).with_variable(_label_variable("service", "service_name", span.calls))
+    d = d.with_panel(
+        _series(
+            ids,
+            "SLI (availability, 1h) against the objective",
+            "percentunit",
+            _q(f"1 - ({error_ratio('1h')})", "SLI", "A"),
+            _q(f"vector({SLO_OBJECTIVE})", "objective", "B"),
+            width=24,
+        )
+    )
+    d = d.with_panel(
+        gauge_panel.Panel()
+        .id(ids())
+        .title("Error budget remaining (30d)")
+        .datasource(PROM)
+        .unit("percentunit")
+        .min(0)
+        .max(1)
+        .height(6)
+        .span(8)
+        .thresholds(_steps((None, "red"), (0.2, "yellow"), (0.5, "green")))
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+        .with_target(_q(f"1 - ({error_ratio('30d')}) / {budget:g}"))
+    )
+    for i, window in enumerate(("1h", "6h", "3d")):
+        d = d.with_panel(
+            _stat(
+                ids,
+                f"Burn rate ({window})",
+                "x",
+                _q(f"({error_ratio(window)}) / {budget:g}"),
+                _steps((None, "green"), (1, "yellow"), (6, "orange"), (14.4, "red")),
+                width=8 if i == 0 else 4,
+            )
+        )
+    return d
+
+
+def opamp_fleet(spec: PlatformSpec) -> dashboard.Dashboard:
+    ids = _Ids()
+    d = _base("otelstack-opamp-fleet", "OpAMP fleet", "Managed collectors by status, config compliance and rollouts.")
+    d = d.with_panel(
+        _series(ids, "Collectors by status", "short", _q(f"sum by (status) ({m.FLEET_TOTAL})", "{{status}}"), width=12)
+    )
+    d = d.with_panel(
+        _stat(
+            ids,
+            "Config compliance",
+            "percentunit",
+            _q(f"avg({m.FLEET_COMPLIANT})"),
+            _steps((None, "red"), (0.9, "yellow"), (0.99, "green")),
+        )
+    )
+    d = d.with_panel(
+        _stat(
+            ids,
+            "Agents silent > 5 min",
+            "short",
+            _q(f"count(time() - {m.FLEET_LAST_SEEN} > 300) or vector(0)"),
+            _steps((None, "green"), (1, "red")),
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Non-compliant collectors by profile",
+            "short",
+            _q(f"count by (profile) ({m.FLEET_COMPLIANT} == 0)", "{{profile}}"),
+            width=12,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Rollouts: progress and wave",
+            "short",
+            _q(f"max by (rollout) ({m.ROLLOUT_PROGRESS})", "{{rollout}} progress", "A"),
+            _q(f"max by (rollout) ({m.ROLLOUT_WAVE})", "{{rollout}} wave", "B"),
+            width=12,
+        )
+    )
+    return d
+
+
+def backends_health(spec: PlatformSpec) -> dashboard.Dashboard:
+    ids = _Ids()
+    d = _base(
+        "otelstack-backends", "Backends: ClickHouse, Loki, Tempo", "Ingestion, discards, errors and disk of the stores."
+    )
+    d = d.with_row(dashboard.Row("ClickHouse").id(ids()))
+    d = d.with_panel(
+        _series(
+            ids,
+            "Rows inserted",
+            "rowsps",
+            _q(f"sum(rate({m.CLICKHOUSE_INSERTED_ROWS}[$__rate_interval]))", "rows"),
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Failed queries",
+            "short",
+            _q(f"sum(rate({m.CLICKHOUSE_FAILED_QUERIES}[$__rate_interval]))", "failed"),
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Disk used",
+            "percentunit",
+            _q(f"1 - max by (instance) ({m.CLICKHOUSE_DISK_AVAILABLE} / {m.CLICKHOUSE_DISK_TOTAL})", "{{instance}}"),
+            width=8,
+        ).thresholds(_steps((None, "green"), (0.8, "orange"), (0.9, "red")))
+    )
+    d = d.with_row(dashboard.Row("Loki").id(ids()))
+    d = d.with_panel(
+        _series(
+            ids,
+            "Log lines received",
+            "short",
+            _q(f"sum(rate({m.LOKI_LINES_RECEIVED}[$__rate_interval]))", "lines"),
+            width=6,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids, "Bytes received", "Bps", _q(f"sum(rate({m.LOKI_BYTES_RECEIVED}[$__rate_interval]))", "bytes"), width=6
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Discarded by reason",
+            "short",
+            _q(f"sum by (reason) (rate({m.LOKI_DISCARDED}[$__rate_interval]))", "{{reason}}"),
+            width=6,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Request errors (5xx)",
+            "short",
+            _q(
+                f'sum by (route) (rate({m.LOKI_REQUEST_DURATION}{{status_code=~"5.."}}[$__rate_interval]))', "{{route}}"
+            ),
+            width=6,
+        )
+    )
+    d = d.with_panel(_series(ids, "Streams in memory", "short", _q(f"sum({m.LOKI_STREAMS})", "streams"), width=24))
+    d = d.with_row(dashboard.Row("Tempo").id(ids()))
+    d = d.with_panel(
+        _series(
+            ids,
+            "Spans received",
+            "short",
+            _q(f"sum(rate({m.TEMPO_SPANS_RECEIVED}[$__rate_interval]))", "spans"),
+            width=6,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Spans discarded by reason",
+            "short",
+            _q(f"sum by (reason) (rate({m.TEMPO_DISCARDED}[$__rate_interval]))", "{{reason}}"),
+            width=6,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            ids,
+            "Request errors (5xx)",
+            "short",
+            _q(
+                f'sum by (route) (rate({m.TEMPO_REQUEST_DURATION}{{status_code=~"5.."}}[$__rate_interval]))',
+                "{{route}}",
+            ),
+            width=6,
+        )
+    )
+    d = d.with_panel(_series(ids, "Live traces", "short", _q(f"sum({m.TEMPO_LIVE_TRACES})", "traces"), width=6))
+    return d
+
+
+DASHBOARDS: dict[str, Callable[[PlatformSpec], dashboard.Dashboard]] = {
+    "collector-pipelines": collector_pipelines,
+    "red-per-service": red_per_service,
+    "slo": slo,
+    "opamp-fleet": opamp_fleet,
+    "backends": backends_health,
+}
+
+
+def render_dashboards(spec: PlatformSpec) -> dict[str, str]:
+    """``grafana/dashboards/<name>.json``, one per dashboard, deterministic (sorted keys)."""
+    out: dict[str, str] = {}
+    for name, build in DASHBOARDS.items():
+        text = JSONEncoder(sort_keys=True, indent=2).encode(build(spec).build())
+        out[f"grafana/dashboards/{name}.json"] = json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"
+    return out

@@ -7,12 +7,12 @@ from __future__ import annotations
 import configparser
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import yaml
 
-from otelstack.backends.endpoints import DATASOURCE_UIDS
+from otelstack.backends.endpoints import CLICKHOUSE_UID, DATASOURCE_UIDS
 from otelstack.backends.grafana.dashboards import render_dashboards
 from otelstack.backends.grafana.metrics import known_metrics
 from otelstack.backends.grafana.promql import metric_names
@@ -46,7 +46,8 @@ def render_grafana(spec: PlatformSpec) -> dict[str, str]:
         GRAFANA_INI_FILE: grafana_ini(spec),
         **render_dashboards(spec),
     }
-    problems = check_grafana(files, known_metrics(spec))
+    required = [u for u in DATASOURCE_UIDS if u != CLICKHOUSE_UID or spec.backends.clickhouse.enabled]
+    problems = check_grafana(files, known_metrics(spec), required)
     if problems:
         raise ConfigValidationError("rendered Grafana files are invalid; nothing was written", problems)
     return files
@@ -96,8 +97,11 @@ def dashboard_queries(board: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             yield f"variable {variable.get('name')}", inner.group(1) if inner else text
 
 
-def check_grafana(files: Mapping[str, str], metrics: frozenset[str] | None = None) -> list[str]:
-    """One line per problem, naming the file and key. ``metrics``: the metric names panels may query."""
+def check_grafana(
+    files: Mapping[str, str], metrics: frozenset[str] | None = None, required: Sequence[str] = DATASOURCE_UIDS
+) -> list[str]:
+    """One line per problem, naming the file and key. ``metrics``: the metric names panels may query;
+    ``required``: the datasource UIDs that must be provisioned."""
     problems: list[str] = []
     provisioned: set[str] = set()
     text = files.get(DATASOURCES_FILE)
@@ -125,7 +129,7 @@ def check_grafana(files: Mapping[str, str], metrics: frozenset[str] | None = Non
                         f"{where}: {key} = {value!r} has a `$` Grafana would expand as an environment variable; "
                         "write `$$` for a literal `$`"
                     )
-        missing = set(DATASOURCE_UIDS) - provisioned
+        missing = set(required) - provisioned
         if missing:
             problems.append(f"{DATASOURCES_FILE}: datasources {sorted(missing)} are not provisioned")
     problems += _check_ini(files.get(GRAFANA_INI_FILE))

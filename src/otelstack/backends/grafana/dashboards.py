@@ -126,7 +126,7 @@ def collector_pipelines(spec: PlatformSpec) -> dashboard.Dashboard:
         d = d.with_panel(
             _series(
                 ids,
-                f"Receivers: {signal} accepted / refused",
+                f"Receivers: {signal} accepted / refused / failed",
                 "short",
                 _q(
                     f"sum by (receiver) (rate({m.RECEIVER_ACCEPTED[signal]}{{{sel}}}[$__rate_interval]))",
@@ -137,6 +137,11 @@ def collector_pipelines(spec: PlatformSpec) -> dashboard.Dashboard:
                     f"sum by (receiver) (rate({m.RECEIVER_REFUSED[signal]}{{{sel}}}[$__rate_interval]))",
                     "{{receiver}} refused",
                     "B",
+                ),
+                _q(
+                    f"sum by (receiver) (rate({m.RECEIVER_FAILED[signal]}{{{sel}}}[$__rate_interval]))",
+                    "{{receiver}} failed",
+                    "C",
                 ),
                 width=8,
             )

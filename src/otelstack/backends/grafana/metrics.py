@@ -13,47 +13,34 @@ from typing import Any
 from otelstack.model.spec import PlatformSpec
 
 # --- the collector's own metrics (v0.159.0, service.telemetry.metrics level detailed, :8888) ------------
-RECEIVER_ACCEPTED = {
-    "traces": "otelcol_receiver_accepted_spans_total",
-    "metrics": "otelcol_receiver_accepted_metric_points_total",
-    "logs": "otelcol_receiver_accepted_log_records_total",
-}
-RECEIVER_REFUSED = {
-    "traces": "otelcol_receiver_refused_spans_total",
-    "metrics": "otelcol_receiver_refused_metric_points_total",
-    "logs": "otelcol_receiver_refused_log_records_total",
-}
-EXPORTER_SENT = {
-    "traces": "otelcol_exporter_sent_spans_total",
-    "metrics": "otelcol_exporter_sent_metric_points_total",
-    "logs": "otelcol_exporter_sent_log_records_total",
-}
-EXPORTER_FAILED = {
-    "traces": "otelcol_exporter_send_failed_spans_total",
-    "metrics": "otelcol_exporter_send_failed_metric_points_total",
-    "logs": "otelcol_exporter_send_failed_log_records_total",
-}
-EXPORTER_ENQUEUE_FAILED = {
-    "traces": "otelcol_exporter_enqueue_failed_spans_total",
-    "metrics": "otelcol_exporter_enqueue_failed_metric_points_total",
-    "logs": "otelcol_exporter_enqueue_failed_log_records_total",
-}
+# Read off the real v0.159.0 binary's Prometheus endpoint after traffic (tests/backends/test_grafana.py does it
+# again): this release exposes its own metrics WITHOUT the `_total` and unit suffixes (e.g.
+# otelcol_receiver_accepted_spans, otelcol_process_memory_rss), and Prometheus stores them as exposed.
+SIGNAL_ITEMS = {"traces": "spans", "metrics": "metric_points", "logs": "log_records"}
+RECEIVER_ACCEPTED = {s: f"otelcol_receiver_accepted_{i}" for s, i in SIGNAL_ITEMS.items()}
+RECEIVER_REFUSED = {s: f"otelcol_receiver_refused_{i}" for s, i in SIGNAL_ITEMS.items()}
+RECEIVER_FAILED = {s: f"otelcol_receiver_failed_{i}" for s, i in SIGNAL_ITEMS.items()}
+EXPORTER_SENT = {s: f"otelcol_exporter_sent_{i}" for s, i in SIGNAL_ITEMS.items()}
+EXPORTER_FAILED = {s: f"otelcol_exporter_send_failed_{i}" for s, i in SIGNAL_ITEMS.items()}
+# Only exposed once a full queue has refused an item, so not seen in a short run; same naming scheme.
+EXPORTER_ENQUEUE_FAILED = {s: f"otelcol_exporter_enqueue_failed_{i}" for s, i in SIGNAL_ITEMS.items()}
 QUEUE_SIZE = "otelcol_exporter_queue_size"
 QUEUE_CAPACITY = "otelcol_exporter_queue_capacity"
-PROCESSOR_INCOMING = "otelcol_processor_incoming_items_total"
-PROCESSOR_OUTGOING = "otelcol_processor_outgoing_items_total"
-PROCESS_RSS = "otelcol_process_memory_rss_bytes"
-PROCESS_CPU = "otelcol_process_cpu_seconds_total"
-PROCESS_UPTIME = "otelcol_process_uptime_seconds_total"
+PROCESSOR_INCOMING = "otelcol_processor_incoming_items"
+PROCESSOR_OUTGOING = "otelcol_processor_outgoing_items"
+PROCESS_RSS = "otelcol_process_memory_rss"
+PROCESS_CPU = "otelcol_process_cpu_seconds"
+PROCESS_UPTIME = "otelcol_process_uptime"
 UP = "up"  # Prometheus' own per-target series
 
-COLLECTOR_METRICS = frozenset(
+# The names a short run with traffic through a receiver, a processor and a failing queued exporter shows.
+COLLECTOR_METRICS_SEEN = frozenset(
     [
         *RECEIVER_ACCEPTED.values(),
         *RECEIVER_REFUSED.values(),
+        *RECEIVER_FAILED.values(),
         *EXPORTER_SENT.values(),
         *EXPORTER_FAILED.values(),
-        *EXPORTER_ENQUEUE_FAILED.values(),
         QUEUE_SIZE,
         QUEUE_CAPACITY,
         PROCESSOR_INCOMING,
@@ -63,6 +50,7 @@ COLLECTOR_METRICS = frozenset(
         PROCESS_UPTIME,
     ]
 )
+COLLECTOR_METRICS = COLLECTOR_METRICS_SEEN | frozenset(EXPORTER_ENQUEUE_FAILED.values())
 
 # --- Tempo's metrics generator (service-graphs, span-metrics processors) --------------------------------
 SERVICE_GRAPH_REQUESTS = "traces_service_graph_request_total"

@@ -37,9 +37,6 @@ DASHBOARDS_PROVIDER_FILE = "grafana/provisioning/dashboards/otelstack.yaml"
 GRAFANA_INI_FILE = "grafana/grafana.ini"
 ADMIN_PASSWORD_FILE = f"{GRAFANA_SECRETS_DIR}/admin-password"
 SECRET_KEY_FILE = f"{GRAFANA_SECRETS_DIR}/secret-key"
-CLICKHOUSE_PASSWORD_FILE = f"{GRAFANA_SECRETS_DIR}/clickhouse-password"
-# ClickHouse user Grafana reads as (read-only; the ClickHouse render owns its grants).
-CLICKHOUSE_READER = "grafana_reader"
 
 Config = dict[str, Any]
 
@@ -47,6 +44,12 @@ Config = dict[str, Any]
 def file_ref(path: str) -> str:
     """A Grafana variable-expansion reference to a file's content."""
     return "$__file{" + path + "}"
+
+
+def secret_ref(ref: str) -> str:
+    """A spec secret reference (env:NAME or file:/path) as Grafana variable expansion."""
+    kind, _, value = ref.partition(":")
+    return ("$__env{" if kind == "env" else "$__file{") + value + "}"
 
 
 def literal(text: str) -> str:
@@ -160,7 +163,6 @@ def datasources(spec: PlatformSpec) -> Config:
         loki_json["httpHeaderName1"] = "X-Scope-OrgID"
         loki_secure["httpHeaderValue1"] = LOKI_TENANT
     loki = _datasource("Loki", "loki", LOKI_UID, loki_query_url(spec), loki_json, loki_secure)
-    clickhouse = _clickhouse(spec)
     alertmanager = _datasource(
         "Alertmanager",
         "alertmanager",
@@ -172,7 +174,14 @@ def datasources(spec: PlatformSpec) -> Config:
     return {
         "apiVersion": 1,
         "deleteDatasources": [],
-        "datasources": [prometheus, tempo, loki, clickhouse, alertmanager],
+        # ClickHouse only where the gateways write to it (its read-only user exists there).
+        "datasources": [
+            prometheus,
+            tempo,
+            loki,
+            *([_clickhouse(spec)] if spec.backends.clickhouse.enabled else []),
+            alertmanager,
+        ],
     }
 
 
@@ -189,14 +198,14 @@ def _clickhouse(spec: PlatformSpec) -> Config:
         "port": parts.port or (8443 if http and secure else 8123 if http else 9440 if secure else 9000),
         "protocol": "http" if http else "native",
         "secure": secure,
-        "username": CLICKHOUSE_READER,
+        "username": ch.reader_username,  # SELECT only (the ClickHouse render's reader role)
         "defaultDatabase": ch.database,
         "tlsAuthWithCACert": secure,
         # OpenTelemetry schema defaults of the plugin: the exporter's tables in our database.
         "traces": {"defaultDatabase": ch.database, "defaultTable": "otel_traces", "otelEnabled": True},
         "logs": {"defaultDatabase": ch.database, "defaultTable": "otel_logs", "otelEnabled": True},
     }
-    secure_data: Config = {"password": file_ref(CLICKHOUSE_PASSWORD_FILE)}
+    secure_data: Config = {"password": secret_ref(ch.reader_password)}
     if secure:
         secure_data["tlsCACert"] = file_ref(GRAFANA_FILES.ca_file)
     return _datasource("ClickHouse", "grafana-clickhouse-datasource", CLICKHOUSE_UID, None, json_data, secure_data)

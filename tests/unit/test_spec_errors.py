@@ -38,7 +38,7 @@ def error_of(configs: Path, env: str = "prod", region: str | None = None, **kw: 
             "sampling: {tail: {keep_erors: true}}\n",
             r"sampling.tail.keep_erors: unknown key 'keep_erors'; allowed here: .*keep_errors",
         ),
-        ("bogus: 1\n", r"bogus: unknown key 'bogus'; allowed here: backends, cardinality"),
+        ("bogus: 1\n", r"bogus: unknown key 'bogus'; allowed here: alerting, backends, cardinality"),
         (
             "security: {tls: {agent_to_gateway: insecure}}\n",
             r"security.tls.agent_to_gateway is 'insecure' \(TLS off\) in environment 'prod'; allowed: mtls or tls",

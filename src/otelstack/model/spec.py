@@ -676,6 +676,89 @@ class CollectorOverrides(Strict):
     )
 
 
+# --- alerting -----------------------------------------------------------------------------------
+
+# The span-metrics connector's histogram bounds in ms (the gateway render's buckets); a latency SLO's
+# threshold must be one of them, or its "good" count would need interpolation.
+SPAN_METRICS_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+SECRET_FILE = re.compile(r"^/[^\s]+$")
+Severity = Literal["critical", "warning"]
+PATTERN_HELP[SECRET_FILE.pattern] = "an absolute path of the file holding the secret, e.g. /etc/alertmanager/secrets/pd"
+
+
+class AlertReceiver(Strict):
+    """One notification integration. Alertmanager reads its secret from ``secret_file`` when it sends
+    (``url_file``, ``routing_key_file``, ``api_url_file``): the secret is never written into its config."""
+
+    name: str = Field(pattern=IDENTIFIER.pattern, description="the integration's name (an identifier)")
+    kind: Literal["pagerduty", "slack", "webhook"] = Field(description="pagerduty, slack or webhook")
+    secret_file: str = Field(
+        pattern=SECRET_FILE.pattern,
+        description="file with the PagerDuty routing key, the Slack webhook URL or the webhook URL",
+    )
+    severities: list[Severity] = Field(
+        default_factory=lambda: list[Severity](["critical"]), min_length=1, description="alert severities sent here"
+    )
+    channel: str | None = Field(None, description="slack: the channel (default: the webhook's own)")
+
+    @model_validator(mode="after")
+    def _channel_for_slack(self) -> AlertReceiver:
+        if self.channel is not None and self.kind != "slack":
+            raise ValueError(f"`channel` is set on receiver {self.name!r} of kind {self.kind!r}; allowed: slack only")
+        return self
+
+
+class SloObjective(Strict):
+    """A service-level objective on the gateways' span metrics (server spans), alerted by burn rate."""
+
+    name: str = Field(pattern=IDENTIFIER.pattern, description="the SLO's name (an identifier)")
+    kind: Literal["availability", "latency"] = Field(
+        description="availability: spans without ERROR status; latency: spans at most latency_threshold_ms"
+    )
+    objective_percent: float = Field(99.9, gt=0, lt=100, description="share of good requests over the window")
+    latency_threshold_ms: int | None = Field(None, description="latency: a span-metrics bucket bound in ms")
+    service: str | None = Field(
+        None, pattern=SERVICE_NAME.pattern, description="only this service.name (default: each service)"
+    )
+    window_days: int = Field(30, ge=1, le=90, description="the SLO's rolling window (error budget period)")
+
+    @model_validator(mode="after")
+    def _threshold(self) -> SloObjective:
+        if self.kind == "latency" and self.latency_threshold_ms not in SPAN_METRICS_BUCKETS_MS:
+            raise ValueError(
+                f"SLO {self.name!r}: `latency_threshold_ms` = {self.latency_threshold_ms} is not a span-metrics "
+                f"bucket bound; allowed: {', '.join(map(str, SPAN_METRICS_BUCKETS_MS))}"
+            )
+        if self.kind == "availability" and self.latency_threshold_ms is not None:
+            raise ValueError(f"SLO {self.name!r}: `latency_threshold_ms` is for kind latency only")
+        return self
+
+
+def _default_slos() -> list[SloObjective]:
+    return [
+        SloObjective(name="availability", kind="availability", objective_percent=99.9),
+        SloObjective(name="latency", kind="latency", objective_percent=99.0, latency_threshold_ms=250),
+    ]
+
+
+class Alerting(Strict):
+    """Prometheus rules and Alertmanager routing (docs/backends/alerting.md)."""
+
+    receivers: list[AlertReceiver] = Field(
+        default_factory=list, description="where alerts go, by severity (none: kept in Alertmanager only)"
+    )
+    slos: list[SloObjective] = Field(default_factory=_default_slos, description="objectives alerted by burn rate")
+    clock_skew_ms: int = Field(100, ge=1, le=60000, description="alert when a host's clock is off by more")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Alerting:
+        for what, names in (("receivers", [r.name for r in self.receivers]), ("slos", [s.name for s in self.slos])):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"`{what}` names must be unique; repeated: {', '.join(twice)}")
+        return self
+
+
 # --- the environment ----------------------------------------------------------------------------
 
 
@@ -696,6 +779,7 @@ class PlatformSpec(Strict):
     emergency: Emergency = Field(default_factory=lambda: Emergency())
     retention: Retention = Field(default_factory=lambda: Retention())
     collector_overrides: CollectorOverrides = Field(default_factory=lambda: CollectorOverrides())
+    alerting: Alerting = Field(default_factory=lambda: Alerting())
 
     @field_validator("environment")
     @classmethod

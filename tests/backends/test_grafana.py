@@ -178,12 +178,37 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _Collector:
+    """The real collector at the pinned release with one config, on loopback ports."""
+
+    def __init__(self, tmp_path: Path, config: dict[str, Any]) -> None:
+        exe = locate("otelcol-contrib")
+        if exe is None:
+            pytest.fail("otelcol-contrib is not built: run `make binaries`")
+        path = tmp_path / "collector.yaml"
+        path.write_text(yaml.safe_dump(config))
+        self.log_path = tmp_path / "collector.log"
+        self.log = self.log_path.open("w")
+        self.proc = subprocess.Popen([exe, "--config", str(path)], stdout=self.log, stderr=subprocess.STDOUT)
+
+    def __enter__(self) -> _Collector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+def _wait_for(check: Any, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not check():
+        time.sleep(0.5)
+
+
 def test_collector_metric_names_are_the_pinned_binarys(tmp_path: Path) -> None:
     """Traffic through a receiver, processors and a failing queued exporter of the real collector; then every
     name the dashboards take from the collector must be on its :8888-style endpoint."""
-    exe = locate("otelcol-contrib")
-    if exe is None:
-        pytest.fail("otelcol-contrib is not built: run `make binaries`")
     otlp, telemetry = _free_port(), _free_port()
     dead = _free_port()  # nothing listens here: the exporter fails
     pipeline = {"receivers": ["otlp"], "processors": ["memory_limiter", "resource"], "exporters": ["otlp_grpc/dead"]}
@@ -211,29 +236,66 @@ def test_collector_metric_names_are_the_pinned_binarys(tmp_path: Path) -> None:
             },
         },
     }
-    path = tmp_path / "collector.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (tmp_path / "collector.log").open("w")
-    proc = subprocess.Popen([exe, "--config", str(path)], stdout=log, stderr=subprocess.STDOUT)
-    try:
+    names: set[str] = set()
+
+    def scraped() -> bool:
+        nonlocal names
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{telemetry}/metrics", timeout=5).read().decode()
+        except OSError:
+            return False
+        names = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and line[0] != "#"}
+        return names >= m.COLLECTOR_METRICS_SEEN
+
+    with _Collector(tmp_path, config):
         _send_traffic(f"127.0.0.1:{otlp}")
-        names: set[str] = set()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not names >= m.COLLECTOR_METRICS_SEEN:
-            time.sleep(0.5)
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{telemetry}/metrics", timeout=5).read().decode()
-            except OSError:
-                continue
-            names = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and line[0] != "#"}
-        assert names >= m.COLLECTOR_METRICS_SEEN, sorted(m.COLLECTOR_METRICS_SEEN - names)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        _wait_for(scraped)
+    assert names >= m.COLLECTOR_METRICS_SEEN, sorted(m.COLLECTOR_METRICS_SEEN - names)
 
 
-def _send_traffic(endpoint: str) -> None:
+def test_span_metric_names_are_what_the_gateway_writes(tmp_path: Path) -> None:
+    """The gateway render's span_metrics connector and remote-write exporter on the real collector, writing to
+    a loopback receiver: the series names and labels the RED and SLO dashboards query arrive."""
+    from otelstack.collector.blocks import Paths
+    from otelstack.collector.gateway import render_gateway
+    from otelstack.security.layout import VM
+    from tests.backends.remote_write import Receiver
+
+    spec = env_spec("dev")
+    gateway = render_gateway(spec, Paths.for_vm(VM), opamp_extension_enabled=False)
+    (connector_id,) = gateway["connectors"]
+    connector = {**gateway["connectors"][connector_id], "metrics_flush_interval": "1s"}
+    (exporter_id,) = [k for k in gateway["exporters"] if k.startswith("prometheus_remote_write")]
+    otlp = _free_port()
+    span = m.gateway_span_metrics(spec)
+    with Receiver() as receiver:
+        exporter = {
+            **gateway["exporters"][exporter_id],
+            "endpoint": f"http://127.0.0.1:{receiver.port}/api/v1/write",
+            "tls": {"insecure": True},
+        }
+        config = {
+            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{otlp}"}}}},
+            "connectors": {connector_id: connector},
+            "exporters": {exporter_id: exporter},
+            "service": {
+                "pipelines": {
+                    "traces": {"receivers": ["otlp"], "exporters": [connector_id]},
+                    "metrics": {"receivers": [connector_id], "exporters": [exporter_id]},
+                },
+                "telemetry": {"metrics": {"level": "none"}},
+            },
+        }
+        with _Collector(tmp_path, config):
+            _send_traffic(f"127.0.0.1:{otlp}", error_span=True)
+            _wait_for(lambda: receiver.names >= span.names)
+        assert receiver.names >= span.names, sorted(span.names - receiver.names)
+        calls = [labels for labels in receiver.series if labels.get("__name__") == span.calls]
+        assert {"service_name", "span_name", "status_code"} <= set(calls[0]), calls[0]
+        assert any(labels.get("status_code") == "STATUS_CODE_ERROR" for labels in calls), calls
+
+
+def _send_traffic(endpoint: str, *, error_span: bool = False) -> None:
     import logging
 
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
@@ -255,9 +317,12 @@ def _send_traffic(endpoint: str) -> None:
         time.sleep(0.2)
     traces = TracerProvider()
     traces.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
+    from opentelemetry.trace import Status, StatusCode
+
     for _ in range(3):
-        with traces.get_tracer("otelstack-test").start_as_current_span("span"):
-            pass
+        with traces.get_tracer("otelstack-test").start_as_current_span("span") as current:
+            if error_span:
+                current.set_status(Status(StatusCode.ERROR))
     reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint, insecure=True), 500)
     meters = MeterProvider(metric_readers=[reader])
     meters.get_meter("otelstack-test").create_counter("requests").add(1)

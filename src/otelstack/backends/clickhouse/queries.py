@@ -46,7 +46,8 @@ LIMIT 100"""
 
 def service_error_logs(database: str) -> str:
     """A service's error spans in a time range, and the ERROR-or-worse logs of their traces (from any service)
-    within each trace's window (from the trace-id lookup table)."""
+    within each trace's window: from its first to its last span start (the trace-id lookup table), widened by two
+    minutes each side for spans that log after they start (Grafana's default trace-to-logs shift)."""
     db = ident(database, "database")
     return f"""WITH error_traces AS (
     SELECT TraceId, min(Timestamp) AS FirstError
@@ -72,7 +73,7 @@ FROM {db}.otel_logs AS l
 INNER JOIN windows AS w ON l.TraceId = w.TraceId
 WHERE l.SeverityNumber >= 17
   AND l.Timestamp >= {{start:DateTime}} - INTERVAL 1 HOUR AND l.Timestamp < {{end:DateTime}} + INTERVAL 1 HOUR
-  AND l.Timestamp >= w.Start AND l.Timestamp < w.End + INTERVAL 1 SECOND
+  AND l.Timestamp >= w.Start - INTERVAL 2 MINUTE AND l.Timestamp < w.End + INTERVAL 2 MINUTE
 ORDER BY l.Timestamp"""
 
 

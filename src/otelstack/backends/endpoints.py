@@ -5,11 +5,15 @@ signal's retention tiers become one retention period in a backend.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from otelstack.model.spec import PlatformSpec, SignalRetention, TlsMode
-from otelstack.security.layout import ALERTMANAGER_PORT, LOKI_HTTP_PORT, TEMPO_HTTP_PORT
+from otelstack.security.layout import ALERTMANAGER_PORT, LOKI_HTTP_PORT, TEMPO_HTTP_PORT, CollectorFiles
+
+Config = dict[str, Any]
 
 # Fixed datasource UIDs: dashboards, links between datasources and alert rules refer to these.
 PROMETHEUS_UID = "otelstack-prometheus"
@@ -26,36 +30,17 @@ LOKI_GRPC_PORT = 9096
 
 
 @dataclass(frozen=True)
-class ProgramFiles:
-    """Where one backend program finds its certificates (the VM file names the PKI writes) and its data."""
+class ProgramFiles(CollectorFiles):
+    """Where one backend program finds its certificates (the file names the PKI writes for collectors:
+    ca.crt, server.crt/key, client.crt/key under ``tls_dir``) and keeps its data (``state_dir``)."""
 
     tls_dir: str
-    data_dir: str
-
-    @property
-    def ca_file(self) -> str:
-        return f"{self.tls_dir}/ca.crt"
-
-    @property
-    def server_cert(self) -> str:
-        return f"{self.tls_dir}/server.crt"
-
-    @property
-    def server_key(self) -> str:
-        return f"{self.tls_dir}/server.key"
-
-    @property
-    def client_cert(self) -> str:
-        return f"{self.tls_dir}/client.crt"
-
-    @property
-    def client_key(self) -> str:
-        return f"{self.tls_dir}/client.key"
+    state_dir: str
 
 
-TEMPO_FILES = ProgramFiles(tls_dir="/etc/tempo/tls", data_dir="/var/lib/tempo")
-LOKI_FILES = ProgramFiles(tls_dir="/etc/loki/tls", data_dir="/var/lib/loki")
-GRAFANA_FILES = ProgramFiles(tls_dir="/etc/grafana/tls", data_dir="/var/lib/grafana")
+TEMPO_FILES = ProgramFiles(tls_dir="/etc/tempo/tls", state_dir="/var/lib/tempo")
+LOKI_FILES = ProgramFiles(tls_dir="/etc/loki/tls", state_dir="/var/lib/loki")
+GRAFANA_FILES = ProgramFiles(tls_dir="/etc/grafana/tls", state_dir="/var/lib/grafana")
 GRAFANA_SECRETS_DIR = "/etc/grafana/secrets"  # files (mode 0400, owner grafana) or a mounted Secret
 GRAFANA_DASHBOARDS_DIR = "/etc/grafana/dashboards"
 
@@ -104,3 +89,51 @@ def alertmanager_url(spec: PlatformSpec) -> str:
     domain = host.split(".", 1)[1] if "." in host else ""
     name = f"alertmanager.{domain}" if domain else "alertmanager"
     return f"{parts.scheme}://{name}:{ALERTMANAGER_PORT}"
+
+
+def dskit_tls_version(version: str) -> str:
+    """The spec's lowest TLS version as Go's crypto/tls name, which dskit's server reads."""
+    return "VersionTLS" + version.replace(".", "")
+
+
+def server_block(spec: PlatformSpec, http_port: int, grpc_port: int, files: ProgramFiles) -> Config:
+    """The dskit ``server`` block of Tempo and Loki: ports, JSON logs, TLS on the HTTP API (queries from
+    Grafana, readiness), client certificates required with mTLS."""
+    server: Config = {"http_listen_port": http_port, "grpc_listen_port": grpc_port, "log_format": "json"}
+    mode = backend_tls(spec)
+    if mode is not TlsMode.INSECURE:
+        tls: Config = {"cert_file": files.server_cert, "key_file": files.server_key}
+        if mode is TlsMode.MTLS:
+            tls["client_auth_type"] = "RequireAndVerifyClientCert"
+            tls["client_ca_file"] = files.ca_file
+        server["http_tls_config"] = tls
+        server["tls_min_version"] = dskit_tls_version(spec.security.tls_min_version)
+    return server
+
+
+def lookup(config: Any, path: str) -> Any:
+    """The value at a dotted path of a parsed config, or None."""
+    node = config
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def program_header(spec: PlatformSpec, program: str, verify: str) -> str:
+    where = spec.environment + (f"/{spec.region}" if spec.region else "")
+    return (
+        f"{program} for {where} — rendered by otelstack.\n"
+        f"Do not edit: change configs/ and re-render. Check with: {verify}"
+    )
+
+
+def checked(files: dict[str, str], check: Callable[[Mapping[str, str]], list[str]]) -> dict[str, str]:
+    """``files`` when otelstack's own ``check`` passes; ConfigValidationError (nothing written) otherwise."""
+    from otelstack.errors import ConfigValidationError
+
+    problems = check(files)
+    if problems:
+        raise ConfigValidationError(f"rendered {', '.join(files)} is invalid; nothing was written", problems)
+    return files

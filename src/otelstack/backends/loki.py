@@ -13,14 +13,22 @@ from typing import Any
 
 import yaml
 
-from otelstack.backends.endpoints import LOKI_FILES, LOKI_GRPC_PORT, retention_days
-from otelstack.backends.tempo import server_block
+from otelstack.backends.endpoints import (
+    LOKI_FILES,
+    LOKI_GRPC_PORT,
+    checked,
+    lookup,
+    program_header,
+    retention_days,
+    server_block,
+)
 from otelstack.model.spec import STRICT_ENVIRONMENTS, PlatformSpec
 from otelstack.security.layout import LOKI_HTTP_PORT
 from otelstack.yamlout import dump
 
 LOKI_RELEASE = "3.7"
 LOKI_FILE = "loki/loki.yaml"
+LOKI_VERIFY = "loki -config.file=loki.yaml -verify-config"
 SCHEMA_FROM = "2024-04-01"  # first day of the tsdb/v13 period; never move it once data exists
 
 # OTLP resource attributes that become index labels (stream labels). Everything else — trace_id, span_id,
@@ -58,7 +66,7 @@ def auth_enabled(spec: PlatformSpec) -> bool:
 
 def build_loki(spec: PlatformSpec) -> dict[str, Any]:
     """Loki's configuration as data."""
-    data = LOKI_FILES.data_dir
+    data = LOKI_FILES.state_dir
     days = retention_days(spec.retention.logs)
     return {
         "target": "all",
@@ -103,32 +111,10 @@ def build_loki(spec: PlatformSpec) -> dict[str, Any]:
     }
 
 
-def _header(spec: PlatformSpec) -> str:
-    where = spec.environment + (f"/{spec.region}" if spec.region else "")
-    return (
-        f"Loki {LOKI_RELEASE} (single binary, -target=all) for {where} — rendered by otelstack.\n"
-        "Do not edit: change configs/ and re-render. Check with: loki -config.file=loki.yaml -verify-config"
-    )
-
-
 def render_loki(spec: PlatformSpec) -> dict[str, str]:
     """``loki/loki.yaml``; raises ConfigValidationError when otelstack's own checks fail."""
-    from otelstack.errors import ConfigValidationError
-
-    files = {LOKI_FILE: dump(build_loki(spec), _header(spec))}
-    problems = check_loki(files)
-    if problems:
-        raise ConfigValidationError(f"rendered {LOKI_FILE} is invalid; nothing was written", problems)
-    return files
-
-
-def _get(config: Any, path: str) -> Any:
-    node = config
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
+    header = program_header(spec, f"Loki {LOKI_RELEASE} (single binary, -target=all)", LOKI_VERIFY)
+    return checked({LOKI_FILE: dump(build_loki(spec), header)}, check_loki)
 
 
 def _hours(value: Any) -> int | None:
@@ -152,7 +138,7 @@ def check_loki(files: Mapping[str, str]) -> list[str]:
     def bad(key: str, message: str) -> None:
         problems.append(f"{LOKI_FILE}: `{key}` {message}")
 
-    periods = _get(config, "schema_config.configs") or []
+    periods = lookup(config, "schema_config.configs") or []
     if not periods:
         bad("schema_config.configs", "is empty; allowed: a tsdb period with schema v13")
     for i, period in enumerate(periods):
@@ -164,18 +150,18 @@ def check_loki(files: Mapping[str, str]) -> list[str]:
             bad(f"{where}.store", f"is {period.get('store')!r}; allowed: tsdb (the other index stores are deprecated)")
         if period.get("schema") != "v13":
             bad(f"{where}.schema", f"is {period.get('schema')!r}; allowed: v13 (structured metadata and OTLP need it)")
-        if _get(period, "index.period") != "24h":
-            bad(f"{where}.index.period", f"is {_get(period, 'index.period')!r}; allowed: 24h (tsdb)")
-    if _get(config, "limits_config.allow_structured_metadata") is False:
+        if lookup(period, "index.period") != "24h":
+            bad(f"{where}.index.period", f"is {lookup(period, 'index.period')!r}; allowed: 24h (tsdb)")
+    if lookup(config, "limits_config.allow_structured_metadata") is False:
         bad("limits_config.allow_structured_metadata", "is false; native OTLP ingestion needs structured metadata")
-    retention = _hours(_get(config, "limits_config.retention_period"))
+    retention = _hours(lookup(config, "limits_config.retention_period"))
     if not retention:
         bad("limits_config.retention_period", "is not a positive number of hours or days; logs would be kept forever")
-    if _get(config, "compactor.retention_enabled") is not True:
+    if lookup(config, "compactor.retention_enabled") is not True:
         bad("compactor.retention_enabled", "is not true; the compactor would never delete logs")
-    elif not _get(config, "compactor.delete_request_store"):
+    elif not lookup(config, "compactor.delete_request_store"):
         bad("compactor.delete_request_store", "is not set; Loki needs it when retention is enabled")
-    rules = _get(config, "limits_config.otlp_config.resource_attributes.attributes_config") or []
+    rules = lookup(config, "limits_config.otlp_config.resource_attributes.attributes_config") or []
     labels = [a for rule in rules if rule.get("action") == "index_label" for a in rule.get("attributes", [])]
     if not labels:
         bad("limits_config.otlp_config.resource_attributes", "indexes no attribute; allowed: at least service.name")

@@ -17,7 +17,11 @@ from otelstack.backends.endpoints import (
     TEMPO_FILES,
     TEMPO_GRPC_PORT,
     backend_tls,
+    checked,
+    lookup,
+    program_header,
     retention_days,
+    server_block,
 )
 from otelstack.model.spec import PlatformSpec, TlsMode
 from otelstack.security.layout import OTLP_GRPC_PORT, OTLP_HTTP_PORT, TEMPO_HTTP_PORT
@@ -25,30 +29,11 @@ from otelstack.yamlout import dump
 
 TEMPO_RELEASE = "2.10"
 TEMPO_FILE = "tempo/tempo.yaml"
+TEMPO_VERIFY = "tempo -config.file=tempo.yaml -config.verify"
 GENERATOR_PROCESSORS = ("service-graphs", "span-metrics")
 KNOWN_PROCESSORS = ("service-graphs", "span-metrics", "local-blocks")
 
 Config = dict[str, Any]
-
-
-def dskit_tls_version(version: str) -> str:
-    """The spec's lowest TLS version as Go's crypto/tls name, which dskit's server reads."""
-    return "VersionTLS" + version.replace(".", "")
-
-
-def server_block(spec: PlatformSpec, http_port: int, grpc_port: int, files: Any) -> Config:
-    """The dskit ``server`` block of Tempo and Loki: ports, JSON logs, TLS on the HTTP API (queries from
-    Grafana, readiness), client certificates required with mTLS."""
-    server: Config = {"http_listen_port": http_port, "grpc_listen_port": grpc_port, "log_format": "json"}
-    mode = backend_tls(spec)
-    if mode is not TlsMode.INSECURE:
-        tls: Config = {"cert_file": files.server_cert, "key_file": files.server_key}
-        if mode is TlsMode.MTLS:
-            tls["client_auth_type"] = "RequireAndVerifyClientCert"
-            tls["client_ca_file"] = files.ca_file
-        server["http_tls_config"] = tls
-        server["tls_min_version"] = dskit_tls_version(spec.security.tls_min_version)
-    return server
 
 
 def _receiver_tls(spec: PlatformSpec) -> Config | None:
@@ -84,7 +69,7 @@ def _remote_write(spec: PlatformSpec) -> Config:
 
 def _storage(spec: PlatformSpec) -> Config:
     store = spec.backends.tempo.storage
-    data = TEMPO_FILES.data_dir
+    data = TEMPO_FILES.state_dir
     trace: Config = {"backend": store.kind, "wal": {"path": f"{data}/wal"}}
     if store.kind == "local":
         trace["local"] = {"path": f"{data}/blocks"}
@@ -116,7 +101,7 @@ def build_tempo(spec: PlatformSpec) -> Config:
         "metrics_generator": {
             "registry": {"external_labels": labels},
             "storage": {
-                "path": f"{TEMPO_FILES.data_dir}/generator/wal",
+                "path": f"{TEMPO_FILES.state_dir}/generator/wal",
                 "remote_write": [_remote_write(spec)],
             },
         },
@@ -126,32 +111,10 @@ def build_tempo(spec: PlatformSpec) -> Config:
     }
 
 
-def _header(spec: PlatformSpec) -> str:
-    where = spec.environment + (f"/{spec.region}" if spec.region else "")
-    return (
-        f"Tempo {TEMPO_RELEASE} (monolithic, -target=all) for {where} — rendered by otelstack.\n"
-        "Do not edit: change configs/ and re-render. Check with: tempo -config.file=tempo.yaml -config.verify"
-    )
-
-
 def render_tempo(spec: PlatformSpec) -> dict[str, str]:
     """``tempo/tempo.yaml``; raises ConfigValidationError when otelstack's own checks fail."""
-    from otelstack.errors import ConfigValidationError
-
-    files = {TEMPO_FILE: dump(build_tempo(spec), _header(spec))}
-    problems = check_tempo(files)
-    if problems:
-        raise ConfigValidationError(f"rendered {TEMPO_FILE} is invalid; nothing was written", problems)
-    return files
-
-
-def _get(config: Mapping[str, Any], path: str) -> Any:
-    node: Any = config
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
+    header = program_header(spec, f"Tempo {TEMPO_RELEASE} (monolithic, -target=all)", TEMPO_VERIFY)
+    return checked({TEMPO_FILE: dump(build_tempo(spec), header)}, check_tempo)
 
 
 def check_tempo(files: Mapping[str, str]) -> list[str]:
@@ -169,26 +132,26 @@ def check_tempo(files: Mapping[str, str]) -> list[str]:
 
     if config.get("target", "all") != "all":
         bad("target", f"is {config.get('target')!r}; otelstack runs Tempo monolithic: all")
-    trace = _get(config, "storage.trace") or {}
+    trace = lookup(config, "storage.trace") or {}
     backend = trace.get("backend")
     if backend not in ("local", "s3"):
         bad("storage.trace.backend", f"is {backend!r}; allowed: local, s3")
-    if not _get(trace, "wal.path"):
+    if not lookup(trace, "wal.path"):
         bad("storage.trace.wal.path", "is not set; the WAL needs a directory")
-    if backend == "local" and not _get(trace, "local.path"):
+    if backend == "local" and not lookup(trace, "local.path"):
         bad("storage.trace.local.path", "is not set; local storage needs a directory")
-    if backend == "s3" and not (_get(trace, "s3.bucket") and _get(trace, "s3.endpoint")):
+    if backend == "s3" and not (lookup(trace, "s3.bucket") and lookup(trace, "s3.endpoint")):
         bad("storage.trace.s3", "needs bucket and endpoint")
-    if backend == "s3" and (_get(trace, "s3.access_key") or _get(trace, "s3.secret_key")):
+    if backend == "s3" and (lookup(trace, "s3.access_key") or lookup(trace, "s3.secret_key")):
         bad("storage.trace.s3", "holds credentials; allowed: credentials from the environment or the instance role")
-    if _get(trace, "s3.insecure") is True:
+    if lookup(trace, "s3.insecure") is True:
         bad("storage.trace.s3.insecure", "is true; the S3 endpoint is reached over HTTPS")
-    retention = _get(config, "compactor.compaction.block_retention")
+    retention = lookup(config, "compactor.compaction.block_retention")
     if not (
         isinstance(retention, str) and retention.endswith("h") and retention[:-1].isdigit() and int(retention[:-1])
     ):
         bad("compactor.compaction.block_retention", f"is {retention!r}; allowed: a positive number of hours, e.g. 720h")
-    processors = _get(config, "overrides.defaults.metrics_generator.processors") or []
+    processors = lookup(config, "overrides.defaults.metrics_generator.processors") or []
     unknown = [p for p in processors if p not in KNOWN_PROCESSORS]
     if unknown:
         bad(
@@ -201,9 +164,9 @@ def check_tempo(files: Mapping[str, str]) -> list[str]:
             "overrides.defaults.metrics_generator.processors",
             f"lacks {missing}: Grafana's service map and span links read their metrics",
         )
-    if processors and not _get(config, "metrics_generator.storage.path"):
+    if processors and not lookup(config, "metrics_generator.storage.path"):
         bad("metrics_generator.storage.path", "is not set; the generator's WAL needs a directory")
-    writes = _get(config, "metrics_generator.storage.remote_write") or []
+    writes = lookup(config, "metrics_generator.storage.remote_write") or []
     if processors and not writes:
         bad("metrics_generator.storage.remote_write", "is empty; generated metrics would go nowhere")
     for i, target in enumerate(writes):
@@ -212,7 +175,7 @@ def check_tempo(files: Mapping[str, str]) -> list[str]:
                 f"metrics_generator.storage.remote_write[{i}].send_exemplars",
                 "is not true; metrics → trace links need it",
             )
-    receivers = _get(config, "distributor.receivers") or {}
+    receivers = lookup(config, "distributor.receivers") or {}
     if set(receivers) - {"otlp"}:
         bad("distributor.receivers", f"has {sorted(set(receivers) - {'otlp'})}; the gateways send OTLP only")
     return problems

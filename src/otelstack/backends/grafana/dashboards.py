@@ -113,6 +113,22 @@ def _base(uid: str, title: str, description: str) -> dashboard.Dashboard:
     )
 
 
+def _rate(metric: str, by: str = "", where: str = "") -> str:
+    """``sum [by (…)] (rate(metric{where}[$__rate_interval]))``."""
+    grouping = f" by ({by})" if by else ""
+    matchers = f"{{{where}}}" if where else ""
+    return f"sum{grouping} (rate({metric}{matchers}[$__rate_interval]))"
+
+
+def _rates(ids: _Ids, title: str, by: str, where: str, series: list[tuple[str, str]], width: int) -> timeseries.Panel:
+    """One panel with the rate of each (metric, what) grouped by ``by``, legends ``{{by}} what``."""
+    queries = [
+        _q(_rate(metric, by, where), f"{{{{{by}}}}} {what}", chr(ord("A") + i))
+        for i, (metric, what) in enumerate(series)
+    ]
+    return _series(ids, title, "short", *queries, width=width)
+
+
 def collector_pipelines(spec: PlatformSpec) -> dashboard.Dashboard:
     ids = _Ids()
     sel = 'job=~"$job"'
@@ -123,105 +139,37 @@ def collector_pipelines(spec: PlatformSpec) -> dashboard.Dashboard:
     ).with_variable(_label_variable("job", "job", m.PROCESS_UPTIME))
     d = d.with_row(dashboard.Row("Receivers").id(ids()))
     for signal in SIGNALS:
-        d = d.with_panel(
-            _series(
-                ids,
-                f"Receivers: {signal} accepted / refused / failed",
-                "short",
-                _q(
-                    f"sum by (receiver) (rate({m.RECEIVER_ACCEPTED[signal]}{{{sel}}}[$__rate_interval]))",
-                    "{{receiver}} accepted",
-                    "A",
-                ),
-                _q(
-                    f"sum by (receiver) (rate({m.RECEIVER_REFUSED[signal]}{{{sel}}}[$__rate_interval]))",
-                    "{{receiver}} refused",
-                    "B",
-                ),
-                _q(
-                    f"sum by (receiver) (rate({m.RECEIVER_FAILED[signal]}{{{sel}}}[$__rate_interval]))",
-                    "{{receiver}} failed",
-                    "C",
-                ),
-                width=8,
-            )
-        )
+        outcomes = [
+            (m.RECEIVER_ACCEPTED[signal], "accepted"),
+            (m.RECEIVER_REFUSED[signal], "refused"),
+            (m.RECEIVER_FAILED[signal], "failed"),
+        ]
+        d = d.with_panel(_rates(ids, f"Receivers: {signal} accepted / refused / failed", "receiver", sel, outcomes, 8))
     d = d.with_row(dashboard.Row("Processors").id(ids()))
-    d = d.with_panel(
-        _series(
-            ids,
-            "Processors: items in / out",
-            "short",
-            _q(
-                f"sum by (processor) (rate({m.PROCESSOR_INCOMING}{{{sel}}}[$__rate_interval]))", "{{processor}} in", "A"
-            ),
-            _q(
-                f"sum by (processor) (rate({m.PROCESSOR_OUTGOING}{{{sel}}}[$__rate_interval]))",
-                "{{processor}} out",
-                "B",
-            ),
-            width=24,
-        )
-    )
+    flow = [(m.PROCESSOR_INCOMING, "in"), (m.PROCESSOR_OUTGOING, "out")]
+    d = d.with_panel(_rates(ids, "Processors: items in / out", "processor", sel, flow, 24))
     d = d.with_row(dashboard.Row("Exporters").id(ids()))
     for signal in SIGNALS:
-        d = d.with_panel(
-            _series(
-                ids,
-                f"Exporters: {signal} sent / failed",
-                "short",
-                _q(
-                    f"sum by (exporter) (rate({m.EXPORTER_SENT[signal]}{{{sel}}}[$__rate_interval]))",
-                    "{{exporter}} sent",
-                    "A",
-                ),
-                _q(
-                    f"sum by (exporter) (rate({m.EXPORTER_FAILED[signal]}{{{sel}}}[$__rate_interval]))",
-                    "{{exporter}} failed",
-                    "B",
-                ),
-                _q(
-                    f"sum by (exporter) (rate({m.EXPORTER_ENQUEUE_FAILED[signal]}{{{sel}}}[$__rate_interval]))",
-                    "{{exporter}} enqueue failed",
-                    "C",
-                ),
-                width=8,
-            )
-        )
+        outcomes = [
+            (m.EXPORTER_SENT[signal], "sent"),
+            (m.EXPORTER_FAILED[signal], "failed"),
+            (m.EXPORTER_ENQUEUE_FAILED[signal], "enqueue failed"),
+        ]
+        d = d.with_panel(_rates(ids, f"Exporters: {signal} sent / failed", "exporter", sel, outcomes, 8))
+    per_queue = "{{exporter}} {{instance}}"
+    fill = f"max by (exporter, instance) ({m.QUEUE_SIZE}{{{sel}}} / {m.QUEUE_CAPACITY}{{{sel}}})"
     d = d.with_panel(
-        _series(
-            ids,
-            "Sending queue fill (size / capacity)",
-            "percentunit",
-            _q(
-                f"max by (exporter, instance) ({m.QUEUE_SIZE}{{{sel}}} / {m.QUEUE_CAPACITY}{{{sel}}})",
-                "{{exporter}} {{instance}}",
-            ),
-        ).thresholds(_steps((None, "green"), (0.8, "red")))
-    )
-    d = d.with_panel(
-        _series(
-            ids,
-            "Sending queue size",
-            "short",
-            _q(f"max by (exporter, instance) ({m.QUEUE_SIZE}{{{sel}}})", "{{exporter}} {{instance}}"),
+        _series(ids, "Sending queue fill (size / capacity)", "percentunit", _q(fill, per_queue)).thresholds(
+            _steps((None, "green"), (0.8, "red"))
         )
     )
+    size = f"max by (exporter, instance) ({m.QUEUE_SIZE}{{{sel}}})"
+    d = d.with_panel(_series(ids, "Sending queue size", "short", _q(size, per_queue)))
     d = d.with_row(dashboard.Row("Processes").id(ids()))
-    d = d.with_panel(
-        _series(
-            ids, "Memory (RSS)", "bytes", _q(f"max by (instance) ({m.PROCESS_RSS}{{{sel}}})", "{{instance}}"), width=8
-        )
-    )
-    d = d.with_panel(
-        _series(
-            ids,
-            "CPU",
-            "percentunit",
-            _q(f"sum by (instance) (rate({m.PROCESS_CPU}{{{sel}}}[$__rate_interval]))", "{{instance}}"),
-            width=8,
-        )
-    )
+    rss = f"max by (instance) ({m.PROCESS_RSS}{{{sel}}})"
+    d = d.with_panel(_series(ids, "Memory (RSS)", "bytes", _q(rss, "{{instance}}"), width=8))
+    cpu = _rate(m.PROCESS_CPU, "instance", sel)
+    d = d.with_panel(_series(ids, "CPU", "percentunit", _q(cpu, "{{instance}}"), width=8))
     d = d.with_panel(_series(ids, "Targets up", "short", _q(f"sum by (job) ({m.UP}{{{sel}}})", "{{job}}"), width=8))
     return d
 
@@ -415,107 +363,58 @@ def opamp_fleet(spec: PlatformSpec) -> dashboard.Dashboard:
     return d
 
 
+_5XX = 'status_code=~"5.."'
+
+# Backend health panels: (row, [(title, unit, PromQL, legend, width)]).
+_BACKEND_PANELS: list[tuple[str, list[tuple[str, str, str, str, int]]]] = [
+    (
+        "ClickHouse",
+        [
+            ("Rows inserted", "rowsps", _rate(m.CLICKHOUSE_INSERTED_ROWS), "rows", 8),
+            ("Failed queries", "short", _rate(m.CLICKHOUSE_FAILED_QUERIES), "failed", 8),
+            (
+                "Disk used",
+                "percentunit",
+                f"1 - max by (instance) ({m.CLICKHOUSE_DISK_AVAILABLE} / {m.CLICKHOUSE_DISK_TOTAL})",
+                "{{instance}}",
+                8,
+            ),
+        ],
+    ),
+    (
+        "Loki",
+        [
+            ("Log lines received", "short", _rate(m.LOKI_LINES_RECEIVED), "lines", 6),
+            ("Bytes received", "Bps", _rate(m.LOKI_BYTES_RECEIVED), "bytes", 6),
+            ("Discarded by reason", "short", _rate(m.LOKI_DISCARDED, "reason"), "{{reason}}", 6),
+            ("Request errors (5xx)", "short", _rate(m.LOKI_REQUEST_DURATION, "route", _5XX), "{{route}}", 6),
+            ("Streams in memory", "short", f"sum({m.LOKI_STREAMS})", "streams", 24),
+        ],
+    ),
+    (
+        "Tempo",
+        [
+            ("Spans received", "short", _rate(m.TEMPO_SPANS_RECEIVED), "spans", 6),
+            ("Spans discarded by reason", "short", _rate(m.TEMPO_DISCARDED, "reason"), "{{reason}}", 6),
+            ("Request errors (5xx)", "short", _rate(m.TEMPO_REQUEST_DURATION, "route", _5XX), "{{route}}", 6),
+            ("Live traces", "short", f"sum({m.TEMPO_LIVE_TRACES})", "traces", 6),
+        ],
+    ),
+]
+
+
 def backends_health(spec: PlatformSpec) -> dashboard.Dashboard:
     ids = _Ids()
     d = _base(
         "otelstack-backends", "Backends: ClickHouse, Loki, Tempo", "Ingestion, discards, errors and disk of the stores."
     )
-    d = d.with_row(dashboard.Row("ClickHouse").id(ids()))
-    d = d.with_panel(
-        _series(
-            ids,
-            "Rows inserted",
-            "rowsps",
-            _q(f"sum(rate({m.CLICKHOUSE_INSERTED_ROWS}[$__rate_interval]))", "rows"),
-            width=8,
-        )
-    )
-    d = d.with_panel(
-        _series(
-            ids,
-            "Failed queries",
-            "short",
-            _q(f"sum(rate({m.CLICKHOUSE_FAILED_QUERIES}[$__rate_interval]))", "failed"),
-            width=8,
-        )
-    )
-    d = d.with_panel(
-        _series(
-            ids,
-            "Disk used",
-            "percentunit",
-            _q(f"1 - max by (instance) ({m.CLICKHOUSE_DISK_AVAILABLE} / {m.CLICKHOUSE_DISK_TOTAL})", "{{instance}}"),
-            width=8,
-        ).thresholds(_steps((None, "green"), (0.8, "orange"), (0.9, "red")))
-    )
-    d = d.with_row(dashboard.Row("Loki").id(ids()))
-    d = d.with_panel(
-        _series(
-            ids,
-            "Log lines received",
-            "short",
-            _q(f"sum(rate({m.LOKI_LINES_RECEIVED}[$__rate_interval]))", "lines"),
-            width=6,
-        )
-    )
-    d = d.with_panel(
-        _series(
-            ids, "Bytes received", "Bps", _q(f"sum(rate({m.LOKI_BYTES_RECEIVED}[$__rate_interval]))", "bytes"), width=6
-        )
-    )
-    d = d.with_panel(
-        _series(
-            ids,
-            "Discarded by reason",
-            "short",
-            _q(f"sum by (reason) (rate({m.LOKI_DISCARDED}[$__rate_interval]))", "{{reason}}"),
-            width=6,
-        )
-    )
-    d = d.with_panel(
-        _series(
-            ids,
-            "Request errors (5xx)",
-            "short",
-            _q(
-                f'sum by (route) (rate({m.LOKI_REQUEST_DURATION}{{status_code=~"5.."}}[$__rate_interval]))', "{{route}}"
-            ),
-            width=6,
-        )
-    )
-    d = d.with_panel(_series(ids, "Streams in memory", "short", _q(f"sum({m.LOKI_STREAMS})", "streams"), width=24))
-    d = d.with_row(dashboard.Row("Tempo").id(ids()))
-    d = d.with_panel(
-        _series(
-            ids,
-            "Spans received",
-            "short",
-            _q(f"sum(rate({m.TEMPO_SPANS_RECEIVED}[$__rate_interval]))", "spans"),
-            width=6,
-        )
-    )
-    d = d.with_panel(
-        _series(
-            ids,
-            "Spans discarded by reason",
-            "short",
-            _q(f"sum by (reason) (rate({m.TEMPO_DISCARDED}[$__rate_interval]))", "{{reason}}"),
-            width=6,
-        )
-    )
-    d = d.with_panel(
-        _series(
-            ids,
-            "Request errors (5xx)",
-            "short",
-            _q(
-                f'sum by (route) (rate({m.TEMPO_REQUEST_DURATION}{{status_code=~"5.."}}[$__rate_interval]))',
-                "{{route}}",
-            ),
-            width=6,
-        )
-    )
-    d = d.with_panel(_series(ids, "Live traces", "short", _q(f"sum({m.TEMPO_LIVE_TRACES})", "traces"), width=6))
+    for row, panels in _BACKEND_PANELS:
+        d = d.with_row(dashboard.Row(row).id(ids()))
+        for title, unit, expr, legend, width in panels:
+            panel = _series(ids, title, unit, _q(expr, legend), width=width)
+            if unit == "percentunit":
+                panel = panel.thresholds(_steps((None, "green"), (0.8, "orange"), (0.9, "red")))
+            d = d.with_panel(panel)
     return d
 
 

@@ -251,7 +251,7 @@ def grafana_ini(spec: PlatformSpec) -> str:
                 ("enforce_domain", "false"),
             ],
         ),
-        ("paths", [("data", GRAFANA_FILES.data_dir), ("provisioning", "/etc/grafana/provisioning")]),
+        ("paths", [("data", GRAFANA_FILES.state_dir), ("provisioning", "/etc/grafana/provisioning")]),
         (
             "security",
             [

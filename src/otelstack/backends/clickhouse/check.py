@@ -60,6 +60,7 @@ def engine_config(spec: PlatformSpec, directory: Path) -> str:
 def chdb_connection(spec: PlatformSpec, directory: Path) -> Iterator[Any]:
     """A chDB connection (DB-API-like) on a fresh data directory configured for ``spec``."""
     chdb = importlib.import_module("chdb")
+    directory.mkdir(parents=True, exist_ok=True)
     config = directory / "config.xml"
     config.write_text(engine_config(spec, directory), encoding="utf-8")
     conn = chdb.connect(f"file:{directory / 'data'}?config-file={config}")

@@ -154,3 +154,19 @@ def test_our_checks_refuse_what_the_platform_forbids() -> None:
     config = _loki()
     config["compactor"]["retention_enabled"] = False
     assert any("retention_enabled" in p for p in check_loki({LOKI_FILE: yaml.safe_dump(config)}))
+
+
+def test_every_index_label_is_explained_in_the_docs() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs/backends/loki.md").read_text()
+    for attribute in INDEX_LABELS:
+        label = attribute.replace(".", "_")
+        assert f"| `{attribute}` (`{label}`) |" in doc, attribute
+
+
+def test_renders_are_deterministic() -> None:
+    from otelstack.backends.grafana import render_grafana
+
+    for render in (render_loki, render_tempo, render_grafana):
+        assert render(env_spec("prod")) == render(env_spec("prod"))

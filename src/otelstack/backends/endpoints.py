@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import yaml
+
 from otelstack.model.spec import PlatformSpec, SignalRetention, TlsMode
 from otelstack.security.layout import ALERTMANAGER_PORT, LOKI_HTTP_PORT, TEMPO_HTTP_PORT, CollectorFiles
 
@@ -127,6 +129,17 @@ def program_header(spec: PlatformSpec, program: str, verify: str) -> str:
         f"{program} for {where} — rendered by otelstack.\n"
         f"Do not edit: change configs/ and re-render. Check with: {verify}"
     )
+
+
+def parsed(files: Mapping[str, str], name: str) -> tuple[Mapping[str, Any] | None, list[str]]:
+    """The YAML mapping in ``files[name]``, or None with the reason."""
+    text = files.get(name)
+    if text is None:
+        return None, [f"{name}: missing"]
+    config = yaml.safe_load(text)
+    if not isinstance(config, Mapping):
+        return None, [f"{name}: not a YAML mapping"]
+    return config, []
 
 
 def checked(files: dict[str, str], check: Callable[[Mapping[str, str]], list[str]]) -> dict[str, str]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from otelstack.backends.endpoints import (
     LOKI_FILES,
     LOKI_GRPC_PORT,
     checked,
     lookup,
+    parsed,
     program_header,
     retention_days,
     server_block,
@@ -127,13 +126,9 @@ def _hours(value: Any) -> int | None:
 
 def check_loki(files: Mapping[str, str]) -> list[str]:
     """The platform's invariants on a rendered Loki config; one line per problem, naming file and key."""
-    text = files.get(LOKI_FILE)
-    if text is None:
-        return [f"{LOKI_FILE}: missing"]
-    config = yaml.safe_load(text)
-    if not isinstance(config, Mapping):
-        return [f"{LOKI_FILE}: not a YAML mapping"]
-    problems: list[str] = []
+    config, problems = parsed(files, LOKI_FILE)
+    if config is None:
+        return problems
 
     def bad(key: str, message: str) -> None:
         problems.append(f"{LOKI_FILE}: `{key}` {message}")

@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from otelstack.backends.endpoints import (
     TEMPO_FILES,
     TEMPO_GRPC_PORT,
     backend_tls,
     checked,
     lookup,
+    parsed,
     program_header,
     retention_days,
     server_block,
@@ -119,13 +118,9 @@ def render_tempo(spec: PlatformSpec) -> dict[str, str]:
 
 def check_tempo(files: Mapping[str, str]) -> list[str]:
     """The platform's invariants on a rendered Tempo config; one line per problem, naming file and key."""
-    text = files.get(TEMPO_FILE)
-    if text is None:
-        return [f"{TEMPO_FILE}: missing"]
-    config = yaml.safe_load(text)
-    if not isinstance(config, Mapping):
-        return [f"{TEMPO_FILE}: not a YAML mapping"]
-    problems: list[str] = []
+    config, problems = parsed(files, TEMPO_FILE)
+    if config is None:
+        return problems
 
     def bad(key: str, message: str) -> None:
         problems.append(f"{TEMPO_FILE}: `{key}` {message}")

@@ -190,7 +190,7 @@ def red_per_service(spec: PlatformSpec) -> dashboard.Dashboard:
             "Requests per second",
             "reqps",
             _q(
-                f"sum by (service_name) (rate({span.calls}{{{sel}}}[$__rate_interval]))",
+                _rate(span.calls, "service_name", sel),
                 "{{service_name}}",
                 exemplar=True,
             ),
@@ -203,8 +203,7 @@ def red_per_service(spec: PlatformSpec) -> dashboard.Dashboard:
             "Error ratio",
             "percentunit",
             _q(
-                f"sum by (service_name) (rate({span.calls}{{{sel}, {ERROR}}}[$__rate_interval]))"
-                f" / sum by (service_name) (rate({span.calls}{{{sel}}}[$__rate_interval]))",
+                f"{_rate(span.calls, 'service_name', f'{sel}, {ERROR}')} / {_rate(span.calls, 'service_name', sel)}",
                 "{{service_name}}",
                 exemplar=True,
             ),

@@ -79,24 +79,25 @@ def server(tmp_path: Path) -> Iterator[tuple[str, StandIn]]:
             httpd.server_close()
 
 
-def render_to(directory: Path) -> None:
+def apply_args(url: str, directory: Path) -> list[str]:
+    """The files rendered into ``directory``, and the command line applying them as the stand-in's admin."""
     for path, text in render_clickhouse(PlatformSpec(environment="dev")).items():
         (directory / path).parent.mkdir(parents=True, exist_ok=True)
         (directory / path).write_text(text, encoding="utf-8")
+    return ["apply", "--dir", str(directory), "--url", url, "--user", "otelstack_admin", "--password", "env:ADMIN_PW"]
 
 
 def test_apply_over_http_twice(
     server: tuple[str, StandIn], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url, stand_in = server
-    render_to(tmp_path / "build")
+    args = apply_args(url, tmp_path / "build")
     monkeypatch.setenv("ADMIN_PW", "admin-pw")
     monkeypatch.setenv("OTELSTACK_CLICKHOUSE_PASSWORD", "writer-pw")
     monkeypatch.setenv("OTELSTACK_CLICKHOUSE_READER_PASSWORD", "reader-pw")
-    args = ["apply", "--dir", str(tmp_path / "build"), "--url", url, "--user", "otelstack_admin"]
-    assert main([*args, "--password", "env:ADMIN_PW"]) == 0
+    assert main(args) == 0
     assert "applied 001-database, 002-traces" in capsys.readouterr().out
-    assert main([*args, "--password", "env:ADMIN_PW"]) == 0
+    assert main(args) == 0
     assert "no migration (up to date)" in capsys.readouterr().out
     cur = stand_in.conn.cursor()
     cur.execute("SELECT count() FROM otel.otelstack_schema_migrations")
@@ -109,14 +110,12 @@ def test_apply_over_http_twice(
 def test_apply_over_http_with_a_wrong_password_fails_clearly(
     server: tuple[str, StandIn], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url, _ = server
-    render_to(tmp_path / "build")
+    args = apply_args(server[0], tmp_path / "build")
     monkeypatch.setenv("ADMIN_PW", "Wr0ng-admin-pw")
-    args = ["apply", "--dir", str(tmp_path / "build"), "--url", url, "--user", "otelstack_admin"]
-    assert main([*args, "--password", "env:ADMIN_PW"]) == 1
+    assert main(args) == 1
     err = capsys.readouterr().err
     assert "ClickHouse answered 403" in err and "Authentication failed" in err
     assert "Wr0ng-admin-pw" not in err
     monkeypatch.delenv("ADMIN_PW")
-    assert main([*args, "--password", "env:ADMIN_PW"]) == 1
+    assert main(args) == 1
     assert "the environment variable ADMIN_PW is not set" in capsys.readouterr().err

@@ -225,17 +225,21 @@ METRICS_SUM = _metric_table(
     Column("AggregationTemporality", "Int32"),
     Column("IsMonotonic", "Bool", DZ),
 )
+# Both histogram tables end alike.
+_HISTOGRAM_TAIL = (
+    _EXEMPLARS,
+    Column("Flags", "UInt32"),
+    Column("Min", "Float64"),
+    Column("Max", "Float64"),
+    Column("AggregationTemporality", "Int32"),
+)
 METRICS_HISTOGRAM = _metric_table(
     "histogram",
     Column("Count", "UInt64", DZ),
     Column("Sum", "Float64"),
     Column("BucketCounts", "Array(UInt64)"),
     Column("ExplicitBounds", "Array(Float64)"),
-    _EXEMPLARS,
-    Column("Flags", "UInt32"),
-    Column("Min", "Float64"),
-    Column("Max", "Float64"),
-    Column("AggregationTemporality", "Int32"),
+    *_HISTOGRAM_TAIL,
 )
 METRICS_EXPONENTIAL_HISTOGRAM = _metric_table(
     "exponential_histogram",
@@ -247,11 +251,7 @@ METRICS_EXPONENTIAL_HISTOGRAM = _metric_table(
     Column("PositiveBucketCounts", "Array(UInt64)"),
     Column("NegativeOffset", "Int32"),
     Column("NegativeBucketCounts", "Array(UInt64)"),
-    _EXEMPLARS,
-    Column("Flags", "UInt32"),
-    Column("Min", "Float64"),
-    Column("Max", "Float64"),
-    Column("AggregationTemporality", "Int32"),
+    *_HISTOGRAM_TAIL,
 )
 METRICS_SUMMARY = _metric_table(
     "summary",

@@ -261,3 +261,14 @@ def test_runner_refuses_files_with_gaps_or_strange_names() -> None:
     no_bootstrap = {p: t for p, t in files.items() if p != "clickhouse/bootstrap.sql"}
     with pytest.raises(ClickHouseSchemaError, match=r"bootstrap\.sql is missing"):
         apply(RecordingConnection(), no_bootstrap, "otel")
+
+
+def test_gateway_overrides_may_not_take_the_schema_back() -> None:
+    from otelstack.backends.clickhouse.check import check_clickhouse
+
+    overrides = {"exporters": {"clickhouse": {"create_schema": True, "ttl": "72h", "timeout": "5s"}}}
+    s = PlatformSpec(environment="dev", collector_overrides={"gateway": overrides})
+    problems = check_clickhouse(s)
+    assert len(problems) == 2
+    assert problems[0].startswith("collector_overrides.gateway.exporters.clickhouse.create_schema: the exporter must")
+    assert problems[1].startswith("collector_overrides.gateway.exporters.clickhouse.ttl: the table layout")

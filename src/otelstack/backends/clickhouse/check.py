@@ -89,17 +89,45 @@ def schema(conn: Any, database: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in cur.fetchall()]
 
 
+# Exporter keys an override must not set: the schema (tables, names, TTL, engine) is ours.
+SCHEMA_KEYS = ("ttl", "table_engine", "cluster_name", "logs_table_name", "traces_table_name", "metrics_table_name",
+               "metrics_tables", "json")  # fmt: skip
+
+
+def override_problems(spec: PlatformSpec) -> list[str]:
+    """``collector_overrides.gateway`` must leave the clickhouse exporter's schema settings alone."""
+    problems: list[str] = []
+    exporters = spec.collector_overrides.gateway.get("exporters") or {}
+    for name, config in exporters.items() if isinstance(exporters, dict) else ():
+        if str(name).split("/")[0] != "clickhouse" or not isinstance(config, dict):
+            continue
+        where = f"collector_overrides.gateway.exporters.{name}"
+        if config.get("create_schema", False) is not False:
+            problems.append(
+                f"{where}.create_schema: the exporter must not create tables (they would lack our TTLs, cluster "
+                "layout and grants); allowed: false, the schema comes from build/ENV/clickhouse/"
+            )
+        problems += [
+            f"{where}.{key}: the table layout is otelstack's (docs/backends/clickhouse.md); remove this key"
+            for key in SCHEMA_KEYS
+            if key in config
+        ]
+    return problems
+
+
 def check_clickhouse(spec: PlatformSpec) -> list[str]:
     """Problems found running the rendered ClickHouse files on chDB; empty when they all hold."""
     files = render_clickhouse(spec)
     if not files:
         return []
+    problems = override_problems(spec)
+    if problems:
+        return problems
     try:
         importlib.import_module("chdb")
     except ImportError:
         return ["clickhouse: chDB is not installed, so the schema was not run (pip install 'otelstack[test]')"]
     database = spec.backends.clickhouse.database
-    problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="otelstack-chdb-") as tmp, chdb_connection(spec, Path(tmp)) as conn:
         cur = conn.cursor()
         for path, text in sorted(files.items()):

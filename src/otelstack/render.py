@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from otelstack import __version__
 from otelstack.catalog.components import catalog
-from otelstack.collector.agent import render_agent
+from otelstack.collector.agent import DEFAULT_CLUSTER_DOMAIN, render_agent
 from otelstack.collector.blocks import Config, Paths
 from otelstack.collector.gateway import render_gateway
 from otelstack.collector.overlays import apply_emergency, safe_minimal
@@ -21,7 +21,7 @@ from otelstack.collector.supervisor import render_supervisor
 from otelstack.errors import ConfigValidationError, SpecError
 from otelstack.kubernetes.objects import Component
 from otelstack.kubernetes.settings import ClusterSettings, load_stack_settings, stack_file
-from otelstack.kubernetes.stack import export_stack, render_stack
+from otelstack.kubernetes.stack import SOURCES_DIR, export_stack, render_stack
 from otelstack.layering import merge
 from otelstack.model.loader import AgentLevel, load_spec
 from otelstack.model.spec import PlatformSpec, TlsMode
@@ -85,12 +85,21 @@ def profile(name: str) -> Profile:
         raise ConfigValidationError(f"unknown profile {name!r}; allowed: {', '.join(PROFILES)}") from None
 
 
-def build_collector(spec: PlatformSpec, name: str, variant: Variant = "normal") -> Config:
-    """The collector config (as data) for one profile and variant, before validation."""
+def build_collector(
+    spec: PlatformSpec, name: str, variant: Variant = "normal", *, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+) -> Config:
+    """The collector config (as data) for one profile and variant, before validation. ``cluster_domain``:
+    the Kubernetes cluster's DNS domain (a stack's ``clusterDomain``; Kubernetes profiles only)."""
     prof = profile(name)
     paths = Paths.for_vm(K8S if prof.kubernetes else VM)
     if prof.tier == "agent":
-        config = render_agent(spec, paths, kubernetes=prof.kubernetes, opamp_extension_enabled=not prof.supervised)
+        config = render_agent(
+            spec,
+            paths,
+            kubernetes=prof.kubernetes,
+            opamp_extension_enabled=not prof.supervised,
+            cluster_domain=cluster_domain,
+        )
         overrides = spec.collector_overrides.agent
         memory = spec.tiers.agent.memory_limit_mib
     else:
@@ -138,8 +147,10 @@ def _finalise(spec: PlatformSpec, name: str, variant: Variant, config: Config) -
     return RenderedConfig.of(text, name, variant, warnings)
 
 
-def render_collector(spec: PlatformSpec, name: str, variant: Variant = "normal") -> RenderedConfig:
-    return _finalise(spec, name, variant, build_collector(spec, name, variant))
+def render_collector(
+    spec: PlatformSpec, name: str, variant: Variant = "normal", *, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+) -> RenderedConfig:
+    return _finalise(spec, name, variant, build_collector(spec, name, variant, cluster_domain=cluster_domain))
 
 
 def render_agent_config(
@@ -207,7 +218,11 @@ def kubernetes_components(
     """Every Kubernetes object of the stack, per component in creation order (what the Pulumi program
     creates and `plan` exports). ``collector_configs``: the rendered texts by profile (rendered if None)."""
     if collector_configs is None:
-        collector_configs = {n: render_collector(spec, n).text for n, p in PROFILES.items() if p.kubernetes}
+        collector_configs = {
+            n: render_collector(spec, n, cluster_domain=cluster.cluster_domain).text
+            for n, p in PROFILES.items()
+            if p.kubernetes
+        }
     return render_stack(spec, cluster, collector_configs)
 
 
@@ -231,7 +246,8 @@ def _kubernetes_files(
     components = kubernetes_components(spec, stack.cluster, texts)
     exported = export_stack(components, _header(spec, f"Kubernetes objects, stack {stack_path.name}"))
     note("kubernetes-validate, CRD schemas and checkov on k8s/")
-    report = validate_objects([o for c in components for o in c.objects], exported, crd_paths=_crd_paths(notes))
+    objects = {rel: text for rel, text in exported.items() if not rel.startswith(f"{SOURCES_DIR}/")}
+    report = validate_objects([o for c in components for o in c.objects], objects, crd_paths=_crd_paths(notes))
     notes += report.notes
     if report.errors:
         raise ConfigValidationError(f"{stack_path.name}: the Kubernetes objects are invalid; nothing was written",
@@ -268,11 +284,14 @@ def render_platform(
     warnings: list[str] = []
     errors: list[str] = []
     data: dict[str, Config] = {}
+    stack_path = stack_file(configs_dir.parent if stacks_root is None else stacks_root, env, region)
+    # The Kubernetes profiles name Services in the stack's cluster DNS domain (its clusterDomain).
+    domain = load_stack_settings(stack_path).cluster.cluster_domain if stack_path.is_file() else DEFAULT_CLUSTER_DOMAIN
     for name in PROFILES:
         for variant in VARIANTS:
             note(f"collector {file_name(name, variant)}")
             try:
-                config = build_collector(spec, name, variant)
+                config = build_collector(spec, name, variant, cluster_domain=domain)
                 rendered = _finalise(spec, name, variant, config)
             except ConfigValidationError as exc:
                 errors += exc.issues or [exc.summary]
@@ -302,7 +321,6 @@ def render_platform(
     files["sizing.md"] = sizing_markdown(sizing)
     files["sizing.json"] = json.dumps(sizing.to_dict(), indent=2, sort_keys=True) + "\n"
     notes: list[str] = []
-    stack_path = stack_file(configs_dir.parent if stacks_root is None else stacks_root, env, region)
     if stack_path.is_file():
         files.update(_kubernetes_files(spec, stack_path, files, note, notes))
     return PlatformRender(spec=spec, files=files, warnings=tuple(warnings), binary=binary, notes=tuple(notes))

@@ -30,6 +30,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from otelstack.kubernetes.objects import ThirdParty
+from stacks.components import third_party
+
 K8sObject = dict[str, Any]
 
 VALUES_FROM = "otelstack.io/values-from"
@@ -67,6 +70,7 @@ class ComponentArgs:
 
     objects: Sequence[K8sObject]
     depends_on: Sequence[pulumi.Resource] = ()
+    source: ThirdParty | None = None  # a chart/kustomization installed after the objects (third_party.py)
     secret_values: pulumi.Input[Mapping[str, str]] = field(default_factory=dict)
     without_nodes: bool = False
 
@@ -165,4 +169,23 @@ class PlatformComponent(pulumi.ComponentResource):
                 self.resources[f"{obj['kind']}/{logical_name(obj)}"] = resource
                 created.append(resource)
             earlier += created
+        self.installed: pulumi.ComponentResource | None = None
+        if args.source is not None:
+            opts = pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*args.depends_on, *earlier],
+                transforms=[without_nodes_transform] if args.without_nodes else None,
+            )
+            self.installed = third_party.create(args.source, opts, without_nodes=args.without_nodes)
         self.register_outputs({"objects": len(objects)})
+
+
+def without_nodes_transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+    """The annotations of a cluster without nodes on every object a chart or kustomization renders (the
+    engine applies a transform to the children the provider registers)."""
+    metadata = args.props.get("metadata") if args.type_.startswith("kubernetes:") else None
+    if not isinstance(metadata, dict):
+        return None
+    annotations = {**(metadata.get("annotations") or {}), **WITHOUT_NODES}
+    props = {**args.props, "metadata": {**metadata, "annotations": annotations}}
+    return pulumi.ResourceTransformResult(props=props, opts=args.opts)

@@ -52,6 +52,7 @@ def create_platform(
             depends_on=[created[name] for name in dict.fromkeys(names)],
             secret_values=secret_values,
             without_nodes=without_nodes,
+            source=component.source,
         )
         created[component.name] = PlatformComponent(component.name, args)
     return created

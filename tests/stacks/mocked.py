@@ -16,7 +16,8 @@ from typing import Any
 
 import pulumi
 
-from stacks.components import platform_component, program
+from otelstack.kubernetes.objects import ThirdParty
+from stacks.components import platform_component, program, third_party
 
 PROJECT = "otelstack-platform"
 STACK = "dev"
@@ -92,7 +93,16 @@ def run_program(config: Mapping[str, Any], secret_keys: tuple[str, ...] = ("otel
         waits[(obj["kind"], platform_component.logical_name(obj))] = names
         return create(obj, opts)
 
+    install = third_party.create
+
+    def recording_install(
+        source: ThirdParty, opts: pulumi.ResourceOptions, *, without_nodes: bool = False
+    ) -> pulumi.ComponentResource:
+        waits[(source.kind, source.name)] = [getattr(r, "_name", "?") for r in (opts.depends_on or [])]  # type: ignore[union-attr]
+        return install(source, opts, without_nodes=without_nodes)
+
     platform_component.create = recording_create
+    third_party.create = recording_install
     urns: dict[tuple[str, str], str] = {}
     try:
 
@@ -102,16 +112,19 @@ def run_program(config: Mapping[str, Any], secret_keys: tuple[str, ...] = ("otel
             outputs = [
                 resource.urn.apply(lambda urn: urns.__setitem__(type_and_name(urn), urn))
                 for component in created.values()
-                for resource in component.resources.values()
+                for resource in [*component.resources.values(), *([component.installed] if component.installed else [])]
             ]
             return pulumi.Output.all(*outputs)
 
         body()
     finally:
         platform_component.create = create
+        third_party.create = install
     resources = [r for r in recorder.registered if r.typ.startswith("kubernetes:")]
+    installs = {"kubernetes:helm.sh/v4:Chart": "helm-chart", "kubernetes:kustomize/v2:Directory": "kustomize"}
     for resource in resources:
-        resource.depends_on = waits.get((resource.kind, resource.name), [])
+        kind = installs.get(resource.typ, resource.kind)
+        resource.depends_on = waits.get((kind, resource.name), [])
         resource.urn = urns.get((resource.typ, resource.name), "")
     return resources
 

@@ -14,7 +14,6 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from otelstack.errors import SpecError
 from otelstack.kubernetes import operator
 from otelstack.kubernetes.settings import parse_cluster
 from otelstack.kubernetes.stack import StackContext, render_stack
@@ -141,11 +140,12 @@ def test_instrumentation_comes_after_the_operator_and_the_agents() -> None:
     assert operator.component(context()) is None  # the operator is already present
 
 
-def test_install_operator_is_refused_with_what_to_do() -> None:
+def test_install_operator_gives_the_pinned_kustomization_after_cert_manager() -> None:
     ctx = context({"installOperator": True})
-    with pytest.raises(SpecError) as err:
-        render_stack(ctx.spec, ctx.cluster, {}, builders=(operator.component,))
-    assert "installOperator" in str(err.value) and operator.OPERATOR_VERSION in str(err.value)
+    (component,) = render_stack(ctx.spec, ctx.cluster, {}, builders=(operator.component,))
+    assert component.source is not None and component.source.version == f"v{operator.OPERATOR_VERSION}"
+    assert component.depends_on == ()  # cert-manager is present already: its dependency is dropped
+    assert operator.component(context({"installOperator": True})).depends_on == ("cert-manager",)  # type: ignore[union-attr]
 
 
 def test_tls_to_the_agent_is_refused_clearly() -> None:

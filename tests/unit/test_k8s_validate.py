@@ -95,8 +95,18 @@ def test_every_checkov_skip_carries_its_reason() -> None:
         ("config:\n  otelstack:environment: dev\n  otelstack:cluster:\n"
          "    opampServer: {replicas: 2, image: {repository: r, tag: '1'}}\n",
          "`otelstack:cluster.opampServer`: `replicas` is 2 with the SQLite registry"),
-        ("config:\n  otelstack:environment: dev\n  otelstack:cluster: {installCertManager: true}\n",
-         "`installCertManager: true` is not supported yet"),
+        ("config:\n  otelstack:environment: dev\n  otelstack:cluster: {clusterDomain: Cluster.Local.}\n",
+         "`otelstack:cluster.clusterDomain`: 'Cluster.Local.' is not a DNS domain"),
+        ("config:\n  otelstack:environment: dev\n  otelstack:cluster: {clusterDomain: a..b}\n",
+         "`otelstack:cluster.clusterDomain`: 'a..b' is not a DNS domain"),
+        ("config:\n  otelstack:environment: dev\n  otelstack:cluster:\n"
+         "    {installCertManager: true, certManagerNamespace: observability}\n",
+         "`certManagerNamespace` is 'observability', the namespace of `namespace` too"),
+        ("config:\n  otelstack:environment: dev\n  otelstack:cluster:\n"
+         "    {installOperator: true, operatorNamespace: observability-agent}\n",
+         "`operatorNamespace` is 'observability-agent', the namespace of `agentNamespace` too"),
+        ("config:\n  otelstack:environment: dev\n  otelstack:cluster: {installOperator: yes please}\n",
+         "`otelstack:cluster.installOperator`: Input should be a valid boolean"),
         ("config:\n  otelstack:environment: dev\n  otelstack:cluster:\n"
          "    collectorImage: {repository: r, tag: latest}\n",
          "is not pinned"),

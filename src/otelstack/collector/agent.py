@@ -21,10 +21,20 @@ from otelstack.errors import ConfigValidationError
 from otelstack.model.spec import JournaldLogs, PlatformSpec, TlsMode
 from otelstack.security.layout import OTLP_GRPC_PORT, OTLP_HTTP_PORT
 
+# Kubernetes' default DNS domain; a stack with another one passes its `clusterDomain` (render.build_collector).
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+
 AGENT_QUEUE_SIZE = 5000
 
 
-def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_extension_enabled: bool) -> Config:
+def render_agent(
+    spec: PlatformSpec,
+    paths: Paths,
+    *,
+    kubernetes: bool,
+    opamp_extension_enabled: bool,
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
+) -> Config:
     """The agent profile. ``opamp_extension_enabled`` is False when a supervisor injects its own."""
     tier = spec.tiers.agent
     hop = spec.security.tls.agent_to_gateway
@@ -125,7 +135,7 @@ def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_ex
             "resolver": _resolver(spec, kubernetes),
         },
         x_otlp: {
-            "endpoint": _balanced_endpoint(spec, kubernetes),
+            "endpoint": _balanced_endpoint(spec, kubernetes, cluster_domain),
             "balancer_name": "round_robin",
             **otlp_client,
             "sending_queue": sending_queue(ext_queue, AGENT_QUEUE_SIZE),
@@ -135,7 +145,7 @@ def render_agent(spec: PlatformSpec, paths: Paths, *, kubernetes: bool, opamp_ex
     if hop is TlsMode.INSECURE:
         for exporter in (exporters[x_lb]["protocol"]["otlp"], exporters[x_otlp]):
             exporter["tls"] = {"insecure": True}
-    elif (service_name := _resolved_service_name(spec, kubernetes)) is not None:
+    elif (service_name := _resolved_service_name(spec, kubernetes, cluster_domain)) is not None:
         # The dns and k8s resolvers hand the sub-exporters IP:port, so Go would check the gateway
         # certificate's IP addresses; verify it against the service name its certificate carries instead.
         exporters[x_lb]["protocol"]["otlp"]["tls"] = {**otlp_client["tls"], "server_name_override": service_name}
@@ -182,22 +192,23 @@ def _k8s_service(spec: PlatformSpec, kubernetes: bool) -> str:
     return service
 
 
-def _resolved_service_name(spec: PlatformSpec, kubernetes: bool) -> str | None:
-    """The name the gateways share when a resolver turns it into addresses (dns, k8s); None for static."""
+def _resolved_service_name(spec: PlatformSpec, kubernetes: bool, cluster_domain: str) -> str | None:
+    """The name the gateways share when a resolver turns it into addresses (dns, k8s); None for static.
+    ``cluster_domain``: the cluster's DNS domain (the stack's ``clusterDomain``)."""
     r = spec.tiers.agent.resolver
     if kubernetes or r.kind == "k8s":
         name, _, namespace = _k8s_service(spec, kubernetes).partition(".")
-        return f"{name}.{namespace or 'default'}.svc.cluster.local"
+        return f"{name}.{namespace or 'default'}.svc.{cluster_domain}"
     if r.kind == "dns":
         return r.dns_name
     return None
 
 
-def _balanced_endpoint(spec: PlatformSpec, kubernetes: bool) -> str:
+def _balanced_endpoint(spec: PlatformSpec, kubernetes: bool, cluster_domain: str) -> str:
     """One gRPC target that spreads metrics and logs over every gateway (round_robin over DNS)."""
     r = spec.tiers.agent.resolver
     if kubernetes or r.kind == "k8s":
-        return f"dns:///{_resolved_service_name(spec, kubernetes)}:{OTLP_GRPC_PORT}"
+        return f"dns:///{_resolved_service_name(spec, kubernetes, cluster_domain)}:{OTLP_GRPC_PORT}"
     if r.kind == "static":
         return _with_port(r.otlp_target or r.hostnames[0])
     return f"dns:///{r.dns_name}:{OTLP_GRPC_PORT}"

@@ -66,9 +66,10 @@ def ca_name(ctx: StackContext) -> str:
     return f"otelstack-{ctx.namespace}-ca"
 
 
-def service_names(name: str, namespace: str) -> list[str]:
-    """The DNS names of a Service inside the cluster, short to fully qualified."""
-    return [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
+def service_names(name: str, namespace: str, cluster_domain: str) -> list[str]:
+    """The DNS names of a Service inside the cluster, short to fully qualified (``cluster_domain``: the
+    stack's ``clusterDomain``)."""
+    return [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.{cluster_domain}"]
 
 
 def gateway_headless_name(ctx: StackContext) -> str:
@@ -85,19 +86,20 @@ def gateway_headless_name(ctx: StackContext) -> str:
 
 def gateway_dns_names(ctx: StackContext) -> list[str]:
     """Every name an agent may verify a gateway by: the headless Service (the k8s resolver hands the agents
-    pod IPs and they verify ``<headless>.<ns>.svc.cluster.local``: collector/agent.py) and its pods'
+    pod IPs and they verify ``<headless>.<ns>.svc.<clusterDomain>``: collector/agent.py) and its pods'
     (``<pod>.<headless>.<ns>.svc``), the ClusterIP Service's. Not the spec's dns resolver name: that is the
     VM gateways' name, which no Kubernetes agent dials."""
     headless = gateway_headless_name(ctx)
     ns = ctx.namespace
-    names = service_names(headless, ns)
-    names += [f"*.{headless}.{ns}.svc", f"*.{headless}.{ns}.svc.cluster.local"]
-    names += service_names(GATEWAY_NAME, ns)
+    domain = ctx.cluster.cluster_domain
+    names = service_names(headless, ns, domain)
+    names += [f"*.{headless}.{ns}.svc", f"*.{headless}.{ns}.svc.{domain}"]
+    names += service_names(GATEWAY_NAME, ns, domain)
     return list(dict.fromkeys(names))
 
 
 def opamp_dns_names(ctx: StackContext) -> list[str]:
-    names = service_names(OPAMP_NAME, ctx.namespace)
+    names = service_names(OPAMP_NAME, ctx.namespace, ctx.cluster.cluster_domain)
     host = urlsplit(ctx.spec.security.opamp.endpoint).hostname
     if host:
         names.append(host)
@@ -216,7 +218,7 @@ def component(ctx: StackContext) -> Component:
                 AGENT_SERVER_SECRET,
                 usages=SERVER,
                 common_name=f"{AGENT_NAME}.{agents}.svc",
-                dns_names=service_names(AGENT_NAME, agents),
+                dns_names=service_names(AGENT_NAME, agents, ctx.cluster.cluster_domain),
                 namespace=agents,
             )
         )

@@ -265,6 +265,37 @@ def beyla_policy(ctx: StackContext) -> K8sObject:
     )
 
 
+# The operator's manager pods (config/manager/manager.yaml of the pinned kustomization) and its ports:
+# the webhook server (config/default/manager_webhook_patch.yaml) and the metrics endpoint.
+OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "opentelemetry-operator", "control-plane": "controller-manager"}
+OPERATOR_WEBHOOK_PORT = 9443
+OPERATOR_METRICS_PORT = 8443
+
+
+def operator_policies(ctx: StackContext) -> list[K8sObject]:
+    """The installed operator's namespace: default deny; its manager takes webhook calls (from the API
+    server, whose address `networkPolicies.apiServer.cidrs` may narrow) and metrics scrapes, and calls DNS
+    and the API server."""
+    settings = ctx.cluster.network_policies
+    namespace = ctx.cluster.operator_namespace
+    ingress = (
+        ["kube-apiserver-to-webhook", "metrics"],
+        [
+            {"from": _ip_blocks(settings.api_server.cidrs), "ports": _numbered([OPERATOR_WEBHOOK_PORT])},
+            {"ports": _numbered([OPERATOR_METRICS_PORT])},
+        ],
+    )
+    egress = (
+        ["dns", "kube-apiserver"],
+        [_dns_rule(ctx), {"to": _ip_blocks(settings.api_server.cidrs), "ports": _numbered(settings.api_server.ports)}],
+    )
+    selector = {"matchLabels": dict(OPERATOR_POD_LABELS)}
+    return [
+        default_deny(ctx, namespace),
+        _policy(ctx, "otelstack-opentelemetry-operator", namespace, selector, ingress, egress),
+    ]
+
+
 def component(ctx: StackContext) -> Component | None:
     if not ctx.cluster.network_policies.enabled:
         return None

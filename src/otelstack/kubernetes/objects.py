@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from otelstack.model.spec import PlatformSpec
 from otelstack.security.flows import COMPONENT_LABEL, PART_OF, PART_OF_LABEL
@@ -64,12 +64,43 @@ COLLECTOR_UID = 10001
 
 
 @dataclass(frozen=True)
+class ThirdParty:
+    """A part installed from its own project's pinned manifests, rendered by the Pulumi provider itself
+    (never copied into this repository): a Helm chart (``helm.v4.Chart``) or a kustomization
+    (``kustomize.v2.Directory``) at ``path`` inside the Go module ``module@version``.
+
+    ``values``: for a chart, the values passed to it; for a kustomization, the overlay kustomization the
+    program writes next to nothing but itself — its ``resources`` entry (``path`` inside the module's
+    directory, wherever the module cache holds it) is added where the module is found."""
+
+    kind: Literal["helm-chart", "kustomize"]
+    name: str
+    module: str
+    version: str
+    path: str
+    namespace: str
+    values: Mapping[str, Any]
+
+    def record(self) -> K8sObject:
+        """What `plan` exports for it: the source and the values, all deterministic."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "source": {"module": self.module, "version": self.version, "path": self.path},
+            "namespace": self.namespace,
+            "values" if self.kind == "helm-chart" else "overlay": dict(self.values),
+        }
+
+
+@dataclass(frozen=True)
 class Component:
-    """One part of the platform: its objects in creation order, and what must be created before it."""
+    """One part of the platform: its objects in creation order, what must be created before it, and the
+    third-party installation it carries (created after its objects)."""
 
     name: str
     objects: tuple[K8sObject, ...]
     depends_on: tuple[str, ...] = ()
+    source: ThirdParty | None = None
 
     def __post_init__(self) -> None:
         if self.name not in COMPONENTS:
@@ -211,3 +242,18 @@ def checkov_skips(skips: Iterable[tuple[str, str]]) -> dict[str, str]:
     """checkov's per-object skips, as the annotations it reads (``checkov.io/skipN: CHECK=reason``): a
     workload's documented exception is skipped on that object alone, never for every object."""
     return {f"checkov.io/skip{number}": f"{check}={reason}" for number, (check, reason) in enumerate(skips, 1)}
+
+
+def pinned_module(name: str) -> tuple[str, str]:
+    """(module, version) of a third-party project the stack installs, from the catalog's ``crds:`` pins
+    (catalog/kubernetes_tools.yaml): the module that carries the CRDs carries the chart/kustomization too,
+    so the CRDs the tests apply and the ones the stack installs are the same release."""
+    from importlib import resources as package_files
+
+    import yaml
+
+    text = package_files.files("otelstack.catalog").joinpath("kubernetes_tools.yaml").read_text(encoding="utf-8")
+    pins = (yaml.safe_load(text) or {}).get("crds") or {}
+    if name not in pins:
+        raise KeyError(f"catalog/kubernetes_tools.yaml pins no module {name!r} under crds:; pinned: {', '.join(pins)}")
+    return str(pins[name]["module"]), str(pins[name]["version"])

@@ -1,10 +1,15 @@
 """The OpenTelemetry Operator and its ``Instrumentation`` CR (opentelemetry.io/v1alpha1).
 
-The operator itself is not rendered: its manifests (manager, RBAC, webhooks, CRDs as templates) come from
-its Helm chart or release bundle, neither of which a pinned Go module carries in a form this renderer can
-read offline. ``installOperator: true`` is therefore refused with a clear error; install the operator
-(:data:`OPERATOR_VERSION`, with cert-manager for its webhook certificate) and keep ``installOperator:
-false`` (docs/kubernetes/operator.md).
+With ``installOperator: true`` the stack installs the operator from its own kustomization,
+``config/default`` inside the Go module github.com/open-telemetry/opentelemetry-operator at the version the
+catalog pins for its CRDs (:data:`OPERATOR_VERSION`); the Pulumi program hands it to the provider's
+``kustomize.v2.Directory`` through an overlay of ours (:func:`overlay`): the operator's namespace, its
+image pinned, the manager's requests, limits and hardened security context, Pod Security labels on its
+namespace (ours: created with the NetworkPolicies before the kustomization, whose own Namespace the overlay
+deletes). The kustomization brings the CRDs, RBAC, the manager Deployment, the webhook Service and
+configurations, and a cert-manager ``Issuer``/``Certificate`` for the webhook's serving certificate
+(cert-manager's cainjector puts its CA into the webhook configurations) — so the operator needs
+cert-manager, installed by the stack or present. Nothing of the kustomization is copied here.
 
 The ``instrumentation`` component is one ``Instrumentation`` CR in the platform's namespace: every SDK it
 injects sends OTLP/HTTP (http/protobuf, port 4318, the protocol all the operator's auto-instrumentation
@@ -20,9 +25,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from otelstack.errors import SpecError
+from otelstack.kubernetes import network
 from otelstack.kubernetes.beyla import agent_otlp_url
-from otelstack.kubernetes.objects import Component, K8sObject, metadata, obj
+from otelstack.kubernetes.namespace import namespace_object
+from otelstack.kubernetes.objects import (
+    Component,
+    K8sObject,
+    ThirdParty,
+    container_security_context,
+    metadata,
+    obj,
+    pinned_module,
+    pod_security_context,
+    resources,
+)
 from otelstack.security import layout
+from otelstack.yamlout import dump
 
 if TYPE_CHECKING:
     from otelstack.kubernetes.stack import StackContext
@@ -47,15 +65,92 @@ IMAGES: dict[str, str] = {
 SPEC_FIELDS = {"java": "java", "nodejs": "nodejs", "python": "python", "dotnet": "dotnet", "go": "go"}
 
 
+# The operator's image (its Makefile: IMG_PREFIX/IMG_REPO:VERSION, as the release workflow publishes it).
+OPERATOR_IMAGE = "ghcr.io/open-telemetry/opentelemetry-operator/opentelemetry-operator"
+KUSTOMIZATION_PATH = "config/default"
+# config/default names every object opentelemetry-operator-<name> (namePrefix) and the manager `controller`
+# in its image field (config/manager/manager.yaml), which the overlay's `images` replaces.
+NAME_PREFIX = "opentelemetry-operator-"
+MANAGER = f"{NAME_PREFIX}controller-manager"
+MANAGER_UID = 65532  # the operator image's nonroot user
+MANAGER_RESOURCES = resources(0.1, 0.5, 128, 256)
+
+
+def overlay(ctx: StackContext) -> dict[str, Any]:
+    """Our kustomization over the operator's ``config/default`` (the program adds it as ``resources``)."""
+    _, version = pinned_module("opentelemetry-operator")
+    pod: dict[str, Any] = {"securityContext": {**pod_security_context(MANAGER_UID, fs_group=False)}}
+    if ctx.cluster.node_selector:
+        pod["nodeSelector"] = dict(ctx.cluster.node_selector)
+    if ctx.cluster.tolerations:
+        pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in ctx.cluster.tolerations]
+    manager = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": MANAGER},
+        "spec": {
+            "template": {
+                "spec": {
+                    **pod,
+                    "containers": [
+                        {
+                            "name": "manager",
+                            "resources": MANAGER_RESOURCES,
+                            "securityContext": container_security_context(),
+                        }
+                    ],
+                }
+            }
+        },
+    }
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": ctx.cluster.operator_namespace,
+        "images": [{"name": "controller", "newName": OPERATOR_IMAGE, "newTag": version.removeprefix("v")}],
+        "patches": [
+            # the namespace is ours (component(): Pod Security labels, NetworkPolicies before the install)
+            {
+                "target": {"kind": "Namespace"},
+                "patch": _patch(
+                    {"$patch": "delete", "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}
+                ),
+            },
+            {"target": {"kind": "Deployment", "name": MANAGER}, "patch": _patch(manager)},
+        ],
+    }
+
+
+def _patch(value: Any) -> str:
+    """A patch as kustomize reads it: YAML text, keys in our order."""
+    return dump(value)
+
+
 def component(ctx: StackContext) -> Component | None:
-    """The operator's own objects: refused (not rendered offline) when the stack should install it."""
+    """The operator's kustomization, when the stack installs it (None: the operator is present already).
+    It needs cert-manager (its webhook certificate); that dependency is dropped when cert-manager is
+    present already."""
     if not ctx.cluster.install_operator:
         return None
-    raise SpecError(
-        "otelstack:cluster.installOperator is true: installing the OpenTelemetry Operator from the stack is not "
-        f"supported yet; install the operator v{OPERATOR_VERSION} (Helm chart or release manifest, with "
-        "cert-manager for its webhook certificate) and set installOperator: false"
+    module, version = pinned_module("opentelemetry-operator")
+    if version.removeprefix("v") != OPERATOR_VERSION:
+        raise SpecError(
+            f"catalog/kubernetes_tools.yaml pins the operator {version}, but its Instrumentation images are those "
+            f"of v{OPERATOR_VERSION} (otelstack.kubernetes.operator.IMAGES); update both together"
+        )
+    source = ThirdParty(
+        kind="kustomize",
+        name="opentelemetry-operator",
+        module=module,
+        version=version,
+        path=KUSTOMIZATION_PATH,
+        namespace=ctx.cluster.operator_namespace,
+        values=overlay(ctx),
     )
+    objects = [namespace_object(ctx.cluster.operator_namespace, ctx.spec.environment)]
+    if ctx.cluster.network_policies.enabled:
+        objects += network.operator_policies(ctx)
+    return Component("operator", tuple(objects), depends_on=("cert-manager",), source=source)
 
 
 def _sampler(ctx: StackContext) -> dict[str, str]:

@@ -18,6 +18,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from otelstack.collector.agent import DEFAULT_CLUSTER_DOMAIN
 from otelstack.errors import SpecError
 
 STACKS_DIR = Path("stacks/platform")
@@ -270,8 +271,24 @@ class ClusterSettings(Strict):
     ingress: Ingress = Field(default_factory=lambda: Ingress())
     node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of every workload")
     tolerations: list[Toleration] = Field(default_factory=list, description="tolerations of every workload")
-    install_cert_manager: bool = Field(False, description="install cert-manager (false: it is already present)")
-    install_operator: bool = Field(False, description="install the OpenTelemetry Operator (false: already present)")
+    cluster_domain: str = Field(
+        DEFAULT_CLUSTER_DOMAIN,
+        description="the cluster's DNS domain (the kubelet's --cluster-domain): Service names "
+        "<name>.<namespace>.svc.<clusterDomain> in certificates and the agents' gateway address",
+    )
+    install_cert_manager: bool = Field(
+        False,
+        description="install cert-manager v1.21.2 from its pinned Helm chart into `certManagerNamespace` "
+        "(false: it is already present)",
+    )
+    install_operator: bool = Field(
+        False,
+        description="install the OpenTelemetry Operator v0.153.0 from its pinned kustomization into "
+        "`operatorNamespace`, its webhook certificate from cert-manager (false: it is already present)",
+    )
+    operator_namespace: str = Field(
+        "opentelemetry-operator-system", description="the operator's namespace when the stack installs it"
+    )
     beyla: Beyla = Field(default_factory=lambda: Beyla())
     network_policies: NetworkPolicies = Field(default_factory=lambda: NetworkPolicies())
     instrumentation: Instrumentation = Field(default_factory=lambda: Instrumentation())
@@ -287,7 +304,18 @@ class ClusterSettings(Strict):
     certificate_duration_hours: int = Field(2160, ge=2, le=8760, description="lifetime of leaf certificates")
     certificate_renew_before_hours: int = Field(720, ge=1, description="renewal this long before expiry")
 
-    @field_validator("namespace", "agent_namespace", "cert_manager_namespace")
+    @field_validator("cluster_domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        labels = v.split(".")
+        if len(v) > 253 or not all(DNS_LABEL.match(label) for label in labels):
+            raise ValueError(
+                f"{v!r} is not a DNS domain; allowed: DNS labels (a-z, 0-9, '-'; at most 63 each) joined by dots, "
+                "without a trailing dot, e.g. cluster.local"
+            )
+        return v
+
+    @field_validator("namespace", "agent_namespace", "cert_manager_namespace", "operator_namespace")
     @classmethod
     def _namespace(cls, v: str | None) -> str | None:
         if v is not None and not DNS_LABEL.match(v):
@@ -309,11 +337,6 @@ class ClusterSettings(Strict):
 
     @model_validator(mode="after")
     def _renewal(self) -> ClusterSettings:
-        if self.install_cert_manager:
-            raise ValueError(
-                "`installCertManager: true` is not supported yet: install cert-manager v1.21.2 before the stack "
-                "(docs/kubernetes/certificates.md) and set installCertManager: false"
-            )
         agents = self.agent_namespace_name
         if not DNS_LABEL.match(agents):
             raise ValueError(
@@ -326,6 +349,21 @@ class ClusterSettings(Strict):
                 f"`agentNamespace` is {agents!r}, a namespace the stack uses for something else; allowed: a namespace "
                 f"of its own (not `namespace`, Beyla's or cert-manager's), e.g. {self.namespace}-agent"
             )
+        own = {"namespace": self.namespace, "agentNamespace": agents}
+        if self.beyla.enabled:
+            own["beyla.namespace"] = beyla
+        installed = {}
+        if self.install_cert_manager:
+            installed["certManagerNamespace"] = self.cert_manager_namespace
+        if self.install_operator:
+            installed["operatorNamespace"] = self.operator_namespace
+        for key, value in installed.items():
+            clash = [k for k, v in {**own, **installed}.items() if v == value and k != key]
+            if clash:
+                raise ValueError(
+                    f"`{key}` is {value!r}, the namespace of `{clash[0]}` too; a part the stack installs gets a "
+                    "namespace of its own"
+                )
         if self.certificate_renew_before_hours >= self.certificate_duration_hours:
             raise ValueError(
                 f"`certificateRenewBeforeHours` = {self.certificate_renew_before_hours} is not below "

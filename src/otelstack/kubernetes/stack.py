@@ -10,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from otelstack.kubernetes import agent, beyla, certificates, gateway, namespace, network, opamp, operator
+from otelstack.kubernetes import (
+    agent,
+    beyla,
+    cert_manager,
+    certificates,
+    gateway,
+    namespace,
+    network,
+    opamp,
+    operator,
+)
 from otelstack.kubernetes.objects import Component
 from otelstack.kubernetes.settings import ClusterSettings
 from otelstack.model.spec import PlatformSpec
@@ -49,6 +59,7 @@ Builder = Callable[[StackContext], Component | None]
 # wherever dependencies leave a choice.
 BUILDERS: tuple[Builder, ...] = (
     namespace.component,
+    cert_manager.component,
     certificates.component,
     agent.component,
     gateway.component,
@@ -100,13 +111,27 @@ def stack_components(spec: PlatformSpec, cluster: ClusterSettings) -> tuple[Comp
     return kubernetes_components(spec, cluster)
 
 
+SOURCES_DIR = "k8s/sources"  # what plan exports of a third-party installation (not Kubernetes objects)
+
+
 def export_stack(components: tuple[Component, ...], header: str | None = None) -> dict[str, str]:
-    """The components as files ``k8s/<NN>-<component>.yaml``: multi-document YAML in creation order."""
+    """The components as files ``k8s/<NN>-<component>.yaml``: multi-document YAML in creation order. A
+    component installed from a third-party chart or kustomization adds ``k8s/sources/<NN>-<component>.yaml``:
+    its source (module@version, path) and the values or overlay passed, which is what is deterministic
+    without a cluster (the provider renders the chart/kustomization itself, with the cluster at hand)."""
     files: dict[str, str] = {}
+    comment = "".join(f"# {line}\n" for line in header.splitlines()) if header else ""
     for index, comp in enumerate(components, start=1):
         docs = [dump(o) for o in comp.objects]
         text = "---\n" + "---\n".join(docs) if docs else ""
-        if header:
-            text = "".join(f"# {line}\n" for line in header.splitlines()) + text
-        files[f"k8s/{index:02d}-{comp.name}.yaml"] = text
+        if comp.objects or comp.source is None:
+            files[f"k8s/{index:02d}-{comp.name}.yaml"] = comment + text
+        if comp.source is not None:
+            renderer = "helm.v4.Chart" if comp.source.kind == "helm-chart" else "kustomize.v2.Directory"
+            note = (
+                f"Installed by the Pulumi program ({renderer}) from the pinned module below; the provider renders it.\n"
+            )
+            files[f"{SOURCES_DIR}/{index:02d}-{comp.name}.yaml"] = (
+                comment + "".join(f"# {line}\n" for line in note.splitlines()) + dump(comp.source.record())
+            )
     return files

@@ -84,8 +84,9 @@ def test_unknown_metrics_and_datasources_are_reported() -> None:
     files = _files()
     name = "grafana/dashboards/slo.json"
     board = json.loads(files[name])
-    board["panels"][0]["targets"][0]["expr"] = "sum(rate(otelcol_receiver_accepted_spans_total[5m]))"
-    board["panels"][1]["datasource"] = {"type": "prometheus", "uid": "prometheus"}
+    first, second = [p for p in board["panels"] if p.get("targets")][:2]
+    first["targets"][0]["expr"] = "sum(rate(otelcol_receiver_accepted_spans_total[5m]))"
+    second["datasource"] = {"type": "prometheus", "uid": "prometheus"}
     problems = check_grafana({**files, name: json.dumps(board)}, m.known_metrics(env_spec("dev")))
     assert any("unknown metrics ['otelcol_receiver_accepted_spans_total']" in p for p in problems), problems
     assert any("queries datasource 'prometheus', which is not provisioned" in p for p in problems), problems
@@ -335,3 +336,32 @@ def _send_traffic(endpoint: str, *, error_span: bool = False) -> None:
     logs.shutdown()
     meters.shutdown()
     traces.shutdown()
+
+
+def test_slo_dashboard_follows_the_spec_objectives() -> None:
+    spec = variant(
+        "dev",
+        {
+            "alerting": {
+                "slos": [
+                    {
+                        "name": "checkout_latency",
+                        "kind": "latency",
+                        "objective_percent": 99.5,
+                        "latency_threshold_ms": 500,
+                        "service": "checkout",
+                        "window_days": 28,
+                    },
+                ]
+            }
+        },
+    )
+    board = json.loads(render_grafana(spec)["grafana/dashboards/slo.json"])
+    rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
+    assert rows == ["checkout_latency: 99.5 % ≤ 500 ms (checkout)"]
+    exprs = [expr for title, expr in dashboard_queries(board) if not title.startswith("variable")]
+    budget = next(p for p in board["panels"] if p["type"] == "gauge")
+    assert budget["title"] == "checkout_latency: error budget left (28d)"
+    assert "[28d]" in budget["targets"][0]["expr"] and budget["targets"][0]["expr"].endswith("/ 0.005")
+    assert all('service_name="checkout"' in e for e in exprs if "traces_span_metrics" in e)
+    assert any('le=~"500(\\\\.0)?"' in e for e in exprs), exprs

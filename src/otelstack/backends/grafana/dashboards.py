@@ -22,10 +22,9 @@ from grafana_foundation_sdk.models.dashboard import (
 
 from otelstack.backends.endpoints import PROMETHEUS_UID
 from otelstack.backends.grafana import metrics as m
-from otelstack.model.spec import PlatformSpec
+from otelstack.model.spec import PlatformSpec, SloObjective
 
 PROM = DataSourceRef(type_val="prometheus", uid=PROMETHEUS_UID)
-SLO_OBJECTIVE = 0.999  # seed 004: 99.9 % of requests succeed over a rolling 30 days
 SIGNALS = ("traces", "metrics", "logs")
 ERROR = 'status_code="STATUS_CODE_ERROR"'
 
@@ -260,59 +259,77 @@ def red_per_service(spec: PlatformSpec) -> dashboard.Dashboard:
     return d
 
 
+SERVER = 'span_kind="SPAN_KIND_SERVER"'
+# Burn-rate windows of the multi-window alerts (14.4×: 1h, 6×: 6h, 3×: 1d, 1×: 3d) and the colours at
+# those factors.
+BURN_WINDOWS = ("1h", "6h", "1d", "3d")
+
+
+def slo_error_ratio(span: m.SpanMetrics, slo: SloObjective, window: str, sel: str) -> str:
+    """The share of bad server requests over ``window`` (all selected services together)."""
+    only = f'service_name="{slo.service}"' if slo.service else sel
+    if slo.kind == "availability":
+        bad = f"sum(rate({span.calls}{{{SERVER}, {ERROR}, {only}}}[{window}]))"
+        return f"({bad} or vector(0)) / sum(rate({span.calls}{{{SERVER}, {only}}}[{window}]))"
+    threshold = slo.latency_threshold_ms if span.unit == "ms" else (slo.latency_threshold_ms or 0) / 1000
+    le = f'le=~"{threshold:g}(\\\\.0)?"'
+    good = f"sum(rate({span.duration_bucket}{{{SERVER}, {le}, {only}}}[{window}]))"
+    return f"1 - ({good} / sum(rate({span.duration_count}{{{SERVER}, {only}}}[{window}])))"
+
+
 def slo(spec: PlatformSpec) -> dashboard.Dashboard:
+    """One row per objective of ``alerting.slos``: SLI against the objective, error budget left over the
+    SLO's window, and the burn rates at the alerts' long windows."""
     ids = _Ids()
     span = m.gateway_span_metrics(spec)
-    budget = 1 - SLO_OBJECTIVE
     sel = 'service_name=~"$service"'
-
-    def error_ratio(window: str) -> str:
-        return (
-            f"(sum(rate({span.calls}{{{sel}, {ERROR}}}[{window}])) or vector(0))"
-            f" / sum(rate({span.calls}{{{sel}}}[{window}]))"
-        )
-
     d = _base(
         "otelstack-slo",
         "SLO and error budget",
-        f"Availability SLO {SLO_OBJECTIVE:.1%} over 30 days from the gateways' span metrics: the SLI, the error "
-        "budget left and the burn rates of the multi-window alerts (14.4×, 6×, 3×, 1×).",
+        "The objectives of alerting.slos on the gateways' span metrics (server spans): the SLI, the error budget "
+        "left over each SLO's window and the burn rates of the multi-window alerts (14.4×, 6×, 3×, 1×).",
     ).with_variable(_label_variable("service", "service_name", span.calls))
-    d = d.with_panel(
-        _series(
-            ids,
-            "SLI (availability, 1h) against the objective",
-            "percentunit",
-            _q(f"1 - ({error_ratio('1h')})", "SLI", "A"),
-            _q(f"vector({SLO_OBJECTIVE})", "objective", "B"),
-            width=24,
-        )
-    )
-    d = d.with_panel(
-        gauge_panel.Panel()
-        .id(ids())
-        .title("Error budget remaining (30d)")
-        .datasource(PROM)
-        .unit("percentunit")
-        .min(0)
-        .max(1)
-        .height(6)
-        .span(8)
-        .thresholds(_steps((None, "red"), (0.2, "yellow"), (0.5, "green")))
-        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
-        .with_target(_q(f"1 - ({error_ratio('30d')}) / {budget:g}"))
-    )
-    for i, window in enumerate(("1h", "6h", "3d")):
+    for objective in spec.alerting.slos:
+        target = objective.objective_percent / 100
+        budget = round(1 - target, 10)
+        what = f"≤ {objective.latency_threshold_ms} ms" if objective.kind == "latency" else "without error"
+        scope = objective.service or "$service"
+        d = d.with_row(dashboard.Row(f"{objective.name}: {objective.objective_percent:g} % {what} ({scope})").id(ids()))
         d = d.with_panel(
-            _stat(
+            _series(
                 ids,
-                f"Burn rate ({window})",
-                "x",
-                _q(f"({error_ratio(window)}) / {budget:g}"),
-                _steps((None, "green"), (1, "yellow"), (6, "orange"), (14.4, "red")),
-                width=8 if i == 0 else 4,
+                f"{objective.name}: SLI (1h) against the objective",
+                "percentunit",
+                _q(f"1 - ({slo_error_ratio(span, objective, '1h', sel)})", "SLI", "A"),
+                _q(f"vector({target:g})", "objective", "B"),
+                width=12,
             )
         )
+        d = d.with_panel(
+            gauge_panel.Panel()
+            .id(ids())
+            .title(f"{objective.name}: error budget left ({objective.window_days}d)")
+            .datasource(PROM)
+            .unit("percentunit")
+            .min(0)
+            .max(1)
+            .height(8)
+            .span(4)
+            .thresholds(_steps((None, "red"), (0.2, "yellow"), (0.5, "green")))
+            .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+            .with_target(_q(f"1 - ({slo_error_ratio(span, objective, f'{objective.window_days}d', sel)}) / {budget:g}"))
+        )
+        for window in BURN_WINDOWS:
+            d = d.with_panel(
+                _stat(
+                    ids,
+                    f"Burn rate {window}",
+                    "x",
+                    _q(f"({slo_error_ratio(span, objective, window, sel)}) / {budget:g}"),
+                    _steps((None, "green"), (1, "yellow"), (6, "orange"), (14.4, "red")),
+                    width=2,
+                ).height(8)
+            )
     return d
 
 

@@ -365,3 +365,12 @@ def test_slo_dashboard_follows_the_spec_objectives() -> None:
     assert "[28d]" in budget["targets"][0]["expr"] and budget["targets"][0]["expr"].endswith("/ 0.005")
     assert all('service_name="checkout"' in e for e in exprs if "traces_span_metrics" in e)
     assert any('le=~"500(\\\\.0)?"' in e for e in exprs), exprs
+
+
+def test_red_counts_the_requests_a_service_serves() -> None:
+    board = json.loads(_files()["grafana/dashboards/red-per-service.json"])
+    spans = [e for t, e in dashboard_queries(board) if "traces_span_metrics" in e and not t.startswith("variable")]
+    assert spans and all('span_kind=~"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER"' in e for e in spans), spans
+    assert all(
+        t.get("exemplar") is True for p in board["panels"] for t in p.get("targets", []) if "traces_span" in t["expr"]
+    )

@@ -170,3 +170,10 @@ def test_renders_are_deterministic() -> None:
 
     for render in (render_loki, render_tempo, render_grafana):
         assert render(env_spec("prod")) == render(env_spec("prod"))
+
+
+def test_tenant_headers_follow_auth_enabled() -> None:
+    from otelstack.backends.loki import tenant_headers
+
+    assert tenant_headers(env_spec("dev")) == {}
+    assert tenant_headers(env_spec("prod")) == {"X-Scope-OrgID": "otelstack"}

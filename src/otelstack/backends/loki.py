@@ -14,6 +14,7 @@ from typing import Any
 from otelstack.backends.endpoints import (
     LOKI_FILES,
     LOKI_GRPC_PORT,
+    LOKI_TENANT,
     checked,
     lookup,
     parsed,
@@ -61,6 +62,12 @@ def index_label_names() -> list[str]:
 def auth_enabled(spec: PlatformSpec) -> bool:
     """Loki requires the tenant header (X-Scope-OrgID) in staging and prod."""
     return spec.environment in STRICT_ENVIRONMENTS
+
+
+def tenant_headers(spec: PlatformSpec) -> dict[str, str]:
+    """HTTP headers every writer (the gateways' otlp_http exporter) and reader sends to this Loki: the tenant
+    where ``auth_enabled``, none otherwise."""
+    return {"X-Scope-OrgID": LOKI_TENANT} if auth_enabled(spec) else {}
 
 
 def build_loki(spec: PlatformSpec) -> dict[str, Any]:

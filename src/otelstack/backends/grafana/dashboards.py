@@ -27,6 +27,8 @@ from otelstack.model.spec import PlatformSpec, SloObjective
 PROM = DataSourceRef(type_val="prometheus", uid=PROMETHEUS_UID)
 SIGNALS = ("traces", "metrics", "logs")
 ERROR = 'status_code="STATUS_CODE_ERROR"'
+SERVER = 'span_kind="SPAN_KIND_SERVER"'
+SERVED = 'span_kind=~"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER"'
 
 
 class _Ids:
@@ -176,7 +178,9 @@ def collector_pipelines(spec: PlatformSpec) -> dashboard.Dashboard:
 def red_per_service(spec: PlatformSpec) -> dashboard.Dashboard:
     ids = _Ids()
     span = m.gateway_span_metrics(spec)
-    sel = 'service_name=~"$service"'
+    # Requests a service serves (server and consumer spans): its client and internal spans are other services'
+    # requests or parts of its own, and would count one request several times.
+    sel = f'service_name=~"$service", {SERVED}'
     d = _base(
         "otelstack-red",
         "RED per service",
@@ -259,7 +263,6 @@ def red_per_service(spec: PlatformSpec) -> dashboard.Dashboard:
     return d
 
 
-SERVER = 'span_kind="SPAN_KIND_SERVER"'
 # Burn-rate windows of the multi-window alerts (14.4×: 1h, 6×: 6h, 3×: 1d, 1×: 3d) and the colours at
 # those factors.
 BURN_WINDOWS = ("1h", "6h", "1d", "3d")

@@ -17,7 +17,6 @@ from otelstack.backends.endpoints import (
     GRAFANA_DASHBOARDS_DIR,
     GRAFANA_FILES,
     GRAFANA_SECRETS_DIR,
-    LOKI_TENANT,
     LOKI_UID,
     PROMETHEUS_UID,
     TEMPO_UID,
@@ -28,7 +27,7 @@ from otelstack.backends.endpoints import (
     tempo_query_url,
 )
 from otelstack.backends.grafana.metrics import gateway_span_metrics
-from otelstack.backends.loki import auth_enabled
+from otelstack.backends.loki import tenant_headers
 from otelstack.model.spec import PlatformSpec, TlsMode
 from otelstack.security.layout import GRAFANA_PORT
 
@@ -158,10 +157,10 @@ def datasources(spec: PlatformSpec) -> Config:
         ],
     }
     loki_secure = dict(tls_secure)
-    if auth_enabled(spec):
-        # The tenant is a routing key, not a secret: Loki's auth_enabled asks for it; TLS authenticates.
-        loki_json["httpHeaderName1"] = "X-Scope-OrgID"
-        loki_secure["httpHeaderValue1"] = LOKI_TENANT
+    # The tenant is a routing key, not a secret: Loki's auth_enabled asks for it; TLS authenticates.
+    for i, (header, value) in enumerate(tenant_headers(spec).items(), start=1):
+        loki_json[f"httpHeaderName{i}"] = header
+        loki_secure[f"httpHeaderValue{i}"] = value
     loki = _datasource("Loki", "loki", LOKI_UID, loki_query_url(spec), loki_json, loki_secure)
     alertmanager = _datasource(
         "Alertmanager",

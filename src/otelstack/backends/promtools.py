@@ -7,15 +7,21 @@ and not this machine (the same idea as ``otelcol-contrib validate`` with placeho
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 TIMEOUT_SECONDS = 120
 # Keys whose value is a file the program opens (TLS material, credentials, receiver secrets).
@@ -50,15 +56,47 @@ def missing_tool(name: str) -> str:
     )
 
 
+@cache
+def throwaway_pair() -> tuple[str, str]:
+    """A self-signed certificate and its key (PEM) for checks that load a key pair (web-config)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "otelstack-check-placeholder")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def _placeholder_text(key: str) -> str:
+    cert, private = throwaway_pair()
+    if key == "key_file":
+        return private
+    if key in ("cert_file", "ca_file"):
+        return cert
+    return "https://placeholder.invalid/otelstack-check\n"
+
+
 def with_placeholder_files(node: Any, scratch: Path) -> Any:
-    """``node`` with every absolute path under a FILE_KEYS key replaced by a placeholder file in ``scratch``."""
+    """``node`` with every absolute path under a FILE_KEYS key replaced by a placeholder file in ``scratch``
+    (a throwaway certificate and key for TLS files, a placeholder URL for secrets)."""
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
             if key in FILE_KEYS and isinstance(value, str) and value.startswith("/"):
                 placeholder = scratch / "files" / value.lstrip("/")
                 placeholder.parent.mkdir(parents=True, exist_ok=True)
-                placeholder.write_text("https://placeholder.invalid/otelstack-check\n", encoding="utf-8")
+                placeholder.write_text(_placeholder_text(key), encoding="utf-8")
                 out[key] = str(placeholder)
             else:
                 out[key] = with_placeholder_files(value, scratch)

@@ -80,7 +80,7 @@ def test_cert_manager_chart_is_the_pinned_module_with_pinned_images_resources_an
     assert cm.source.kind == "helm-chart" and cm.source.namespace == "certs"
     assert (cm.source.module, cm.source.version, cm.source.path) == (module, version, "deploy/charts/cert-manager")
     values = cm.source.values
-    assert values["crds"] == {"enabled": True}
+    assert values["crds"] == {"enabled": True, "keep": True}
     assert values["global"]["leaderElection"]["namespace"] == "certs"
     for part in (values, values["webhook"], values["cainjector"]):
         assert part["image"]["tag"] == version

@@ -5,7 +5,10 @@ the version the catalog pins for its CRDs (catalog/kubernetes_tools.yaml, ``crds
 Pulumi program hands that directory to the provider's ``helm.v4.Chart``, which renders it (nothing of the
 chart is copied here). This module only says which chart and with which values:
 
-- ``crds.enabled``: the chart installs the CRDs of the same release (the ones the tests apply);
+- ``crds.enabled``: the chart installs the CRDs of the same release (the ones the tests apply); ``crds.keep``
+  (the chart's default, explicit here) marks them ``helm.sh/resource-policy: keep``, which the provider
+  honours: `pulumi destroy` leaves the CRDs, so removing the stack never deletes every Certificate in the
+  cluster with them;
 - every image pinned to the release tag (the module's Chart.yaml carries ``appVersion: v0.0.0``, which
   the release tool replaces, so the chart's default tag would be wrong), with requests and limits;
 - leader election in cert-manager's own namespace (the chart's default is kube-system);
@@ -52,7 +55,7 @@ def values(ctx: StackContext) -> dict[str, Any]:
     # and HTTPS) when the stack renders NetworkPolicies
     policies = {"networkPolicy": {"enabled": True}} if cluster.network_policies.enabled else {}
     return {
-        "crds": {"enabled": True},
+        "crds": {"enabled": True, "keep": True},
         "global": {"leaderElection": {"namespace": cluster.cert_manager_namespace}},
         "image": {"tag": version},
         "resources": RESOURCES["controller"],

@@ -69,9 +69,9 @@ class ThirdParty:
     (never copied into this repository): a Helm chart (``helm.v4.Chart``) or a kustomization
     (``kustomize.v2.Directory``) at ``path`` inside the Go module ``module@version``.
 
-    ``values``: for a chart, the values passed to it; for a kustomization, the overlay kustomization the
-    program writes next to nothing but itself — its ``resources`` entry (``path`` inside the module's
-    directory, wherever the module cache holds it) is added where the module is found."""
+    ``values``: for a chart, the values passed to it; for a kustomization, our overlay kustomization
+    without its ``resources`` entry, which the program adds once it has found the module on disk (``path``
+    inside the module's directory, wherever the module cache holds it)."""
 
     kind: Literal["helm-chart", "kustomize"]
     name: str

@@ -209,3 +209,30 @@ def test_plan_exports_sources_and_still_validates_our_objects(tmp_path: Path, mo
     verdict.append("checkov CKV_K8S_0 (a finding): NetworkPolicy in 06-operator.yaml")
     with pytest.raises(ConfigValidationError, match="invalid; nothing was written"):
         render.render_platform(tmp_path / "configs", "dev")
+
+
+def test_plan_renders_the_agent_config_in_the_stack_s_cluster_domain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stack's clusterDomain reaches plan's own agent-k8s render, and the ConfigMap carries it byte for
+    byte; the VM profiles do not change."""
+    import shutil
+
+    from otelstack import render
+    from otelstack.validate.kubernetes import Report
+
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    stack_file = tmp_path / "stacks" / "platform" / "Pulumi.dev.yaml"
+    stack_file.parent.mkdir(parents=True)
+    config = yaml.safe_load((ROOT / "stacks/platform/Pulumi.dev.yaml").read_text())
+    config["config"]["otelstack:cluster"]["clusterDomain"] = "k8s.example.org"
+    stack_file.write_text(yaml.safe_dump(config))
+    monkeypatch.setattr(render, "validate_objects", lambda *_a, **_k: Report())
+    monkeypatch.setattr(render, "run_otelcol_validate", lambda *_a: None)
+    files = render.render_platform(tmp_path / "configs", "dev").files
+    agent = files["collector/agent-k8s.yaml"]
+    assert "otel-gateway-headless.observability.svc.k8s.example.org" in agent and "cluster.local" not in agent
+    configmap = next(d for d in yaml.safe_load_all(files["k8s/03-agent.yaml"]) if d and d["kind"] == "ConfigMap")
+    assert configmap["data"]["agent-k8s.yaml"] == agent
+    default = render.render_platform(ROOT / "configs", "dev").files
+    assert files["collector/agent-vm.yaml"] == default["collector/agent-vm.yaml"]

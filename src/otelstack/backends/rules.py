@@ -64,6 +64,7 @@ class Group:
     records: list[dict[str, Any]] = field(default_factory=list)
     cases: list[Case] = field(default_factory=list)
     interval: str = "30s"
+    test_interval: str = "1m"  # rule evaluation in the tests (coarser for the groups that span days)
 
     def rules_yaml(self) -> dict[str, Any]:
         rules = [*self.records, *(a.rule() for a in self.alerts)]
@@ -96,7 +97,7 @@ class Group:
                     "alert_rule_test": checks,
                 }
             )
-        return {"rule_files": [f"../rules/{self.file}"], "evaluation_interval": "1m", "tests": tests}
+        return {"rule_files": [f"../rules/{self.file}"], "evaluation_interval": self.test_interval, "tests": tests}
 
     def untested(self) -> list[str]:
         """Alerts without a case that fires them or without one that keeps them silent."""
@@ -422,7 +423,7 @@ TREND_RECORD = "otelstack:otelcol_receiver_accepted_spans:rate5m"
 
 
 def trend_group() -> Group:
-    g = Group("otelstack-trends", "trends.yml")
+    g = Group("otelstack-trends", "trends.yml", test_interval="5m")
     g.records = [
         {
             "record": TREND_RECORD,
@@ -497,7 +498,7 @@ def slo_record(window: str) -> str:
 
 def slo_group(slo: SloObjective) -> Group:
     budget = round(1 - slo.objective_percent / 100, 10)
-    g = Group(f"otelstack-slo-{slo.name}", f"slo-{slo.name}.yml")
+    g = Group(f"otelstack-slo-{slo.name}", f"slo-{slo.name}.yml", test_interval="5m")
     sel = f'slo="{slo.name}"'
     g.records = [{"record": slo_record(w), "expr": error_ratio(slo, w), "labels": {"slo": slo.name}} for w in WINDOWS]
     g.alerts = [

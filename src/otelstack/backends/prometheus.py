@@ -53,6 +53,8 @@ PROMOTED_RESOURCE_ATTRIBUTES = [
     "k8s.namespace.name",
     "cloud.region",
 ]
+# File-discovery directories (relative to the config) and what the roles or the stack write into them.
+TARGET_DIRS = {"agents": "agent collectors (:8888)", "nodes": "node_exporter (:9100)"}
 HEADER = "Rendered by otelstack (otelstack.backends.prometheus); changes are overwritten on the next plan."
 
 
@@ -221,6 +223,8 @@ def render_prometheus(spec: PlatformSpec) -> dict[str, str]:
     }
     if serves_tls(spec):
         files[WEB_FILE] = dump(web_config(spec), HEADER)
+    for kind, what in TARGET_DIRS.items():  # file discovery watches these directories: they must exist
+        files[f"prometheus/targets/{kind}/README"] = f"{what}: one <host>.yml per target, written by the installer.\n"
     files |= rules.render_rules(spec)
     return files
 

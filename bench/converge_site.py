@@ -6,7 +6,9 @@ then times, on the same hosts:
   1. `ansible all -m ping`                   the cost of reaching every host at all
   2. site.yml from scratch                    install, certificates, firewall, collectors, readiness
   3. site.yml again                           the idempotent run (must report changed=0)
-and prints all three and their ratios to the floor. Removes the lab afterwards unless --keep.
+and prints all three and their ratios to the floor, each with the machine's load average after it (on a
+shared machine the floor moves with the load: read the ratios beside it). Removes the lab afterwards
+unless --keep.
 --pipelined uses the molecule scenarios' podman connection with pipelining (tests/lab/connection_plugins),
 closer to what SSH with pipelining costs on real hosts than the stock podman connection (four podman
 calls a task). Needs the lab image (bash tests/lab/setup.sh). Usage:
@@ -48,13 +50,28 @@ def ansible_env(forks: int) -> dict[str, str]:
     }
 
 
+LOADS: dict[str, str] = {}
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min): figures from a shared machine are read beside them."""
+    return " ".join(f"{figure:.2f}" for figure in os.getloadavg())
+
+
 def timed(args: list[str], env: dict[str, str], what: str) -> tuple[float, str]:
-    print(f"  … {what}", file=sys.stderr, flush=True)
+    print(f"  … {what} (load average {load()})", file=sys.stderr, flush=True)
     start = time.perf_counter()
     result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
+    LOADS[what] = load()
     if result.returncode != 0:
-        sys.exit(f"{what} failed (exit {result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
+        # The failing task is above the recap and the profile: show the recap's context, not only the tail.
+        recap = result.stdout.rfind("PLAY RECAP")
+        failed = result.stdout.rfind("fatal:", 0, recap if recap >= 0 else None)
+        context = result.stdout[failed : failed + 3000] if failed >= 0 else ""
+        sys.exit(
+            f"{what} failed (exit {result.returncode}):\n{context}\n…\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}"
+        )
     return elapsed, result.stdout
 
 
@@ -116,13 +133,14 @@ def main() -> None:
     hosts = "1 OpAMP server, 2 gateways, 2 agents (inventories/lab)"
     connection = "podman with pipelining" if args.pipelined else "containers.podman.podman"
     print(f"hosts: {hosts}, connection: {connection}, forks: {args.forks}, machine: {os.cpu_count()} cores")
-    print(f"ansible all -m ping (floor) : {ping:7.1f} s")
+    print(f"ansible all -m ping (floor) : {ping:7.1f} s  (load average after it: {LOADS['ping']})")
     print(
         f"site.yml from scratch       : {first:7.1f} s  ({first / ping:5.1f}x the floor), changed={changed_total(out1)}"
+        f"  (load average after it: {LOADS['site.yml']})"
     )
     print(
         f"site.yml idempotent run     : {second:7.1f} s  ({second / ping:5.1f}x the floor), "
-        f"changed={changed_total(out2)}"
+        f"changed={changed_total(out2)}  (load average after it: {LOADS['site.yml again']})"
     )
     if args.profile:
         print(f"slowest tasks of the idempotent run (profile_tasks, summed over hosts):\n{slowest(out2)}")

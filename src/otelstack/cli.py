@@ -80,9 +80,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     k8s = sum(1 for f in result.files if f.startswith("k8s/"))
     if k8s:
         print(f"  kubernetes: {k8s} component files in k8s/")
+    backends = sorted({f.split("/", 1)[0] for f in result.files if f.split("/", 1)[0] in BACKEND_DIRS})
+    if backends:
+        print(f"  backends: {', '.join(backends)} (checked by promtool, amtool and chDB where installed)")
     for line in result.notes:
-        print(f"  note: {line}")
+        print(f"  note: {line.removeprefix('note: ')}")
     return 0
+
+
+BACKEND_DIRS = ("alertmanager", "clickhouse", "grafana", "loki", "prometheus", "tempo")
 
 
 # --- the plan's output directory --------------------------------------------------------------------

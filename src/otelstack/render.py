@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from otelstack import __version__
+from otelstack.backends import check_backends, render_backends
 from otelstack.catalog.components import catalog
 from otelstack.collector.agent import DEFAULT_CLUSTER_DOMAIN, render_agent
 from otelstack.collector.blocks import Config, Paths
@@ -321,6 +322,15 @@ def render_platform(
     files["sizing.md"] = sizing_markdown(sizing)
     files["sizing.json"] = json.dumps(sizing.to_dict(), indent=2, sort_keys=True) + "\n"
     notes: list[str] = []
+    note("backends: ClickHouse, Prometheus, Alertmanager, Tempo, Loki, Grafana")
+    backend_files = render_backends(spec)
+    note("promtool, amtool and chDB on the backend files")
+    backend_problems, backend_notes = check_backends(spec, backend_files)
+    if backend_problems:
+        raise ConfigValidationError(f"environment {env}: the backend files are invalid; nothing was written",
+                                    backend_problems)  # fmt: skip
+    files.update(backend_files)
+    notes += backend_notes
     if stack_path.is_file():
         files.update(_kubernetes_files(spec, stack_path, files, note, notes))
     return PlatformRender(spec=spec, files=files, warnings=tuple(warnings), binary=binary, notes=tuple(notes))

@@ -29,7 +29,10 @@ def test_plan_writes_every_profile_variant_supervisor_and_sizing(
     captured = capsys.readouterr()
     k8s = sorted(p.name for p in (out / "k8s").iterdir())  # stacks/platform/Pulumi.prod.yaml exists
     assert k8s and k8s[0] == "01-namespace.yaml"
-    assert f"wrote {len(collector) + 4 + len(k8s)} files to {out}/" in captured.out
+    written = [p for p in out.rglob("*") if p.is_file() and p.name != ".otelstack-plan"]
+    assert len(written) > len(collector) + 4 + len(k8s)  # the backend files too
+    assert f"wrote {len(written)} files to {out}/" in captured.out
+    assert "  backends: alertmanager, clickhouse, grafana, loki, prometheus, tempo" in captured.out
     assert "collector gateway.yaml" in captured.err, "progress lines go to stderr"
 
 

@@ -177,3 +177,18 @@ def test_tenant_headers_follow_auth_enabled() -> None:
 
     assert tenant_headers(env_spec("dev")) == {}
     assert tenant_headers(env_spec("prod")) == {"X-Scope-OrgID": "otelstack"}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_gateways_send_the_tenant_loki_requires(env: str) -> None:
+    """Where Loki has auth_enabled, a push without X-Scope-OrgID is refused (401 "no org id"): the gateways'
+    Loki exporter carries exactly the headers Loki's readers (Grafana) send, and none where auth is off."""
+    from otelstack.backends.loki import build_loki, tenant_headers
+    from otelstack.collector.blocks import Paths
+    from otelstack.collector.gateway import render_gateway
+    from otelstack.security.layout import VM
+
+    spec = env_spec(env)
+    exporter = render_gateway(spec, Paths.for_vm(VM), opamp_extension_enabled=False)["exporters"]["otlp_http/loki"]
+    assert exporter.get("headers", {}) == tenant_headers(spec)
+    assert bool(exporter.get("headers")) == build_loki(spec)["auth_enabled"]

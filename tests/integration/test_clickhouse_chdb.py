@@ -512,3 +512,21 @@ def test_check_reports_sql_the_parser_refuses(monkeypatch: pytest.MonkeyPatch) -
     problems = check_clickhouse(CLUSTER)
     assert problems and all("ClickHouse does not parse" in p for p in problems)
     assert any(p.startswith("clickhouse/004-logs.sql") for p in problems)
+
+
+def test_the_server_fragment_s_setting_is_one_clickhouse_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fragment's asynchronous_metrics_key_values_mode is loaded into the engine and read back from
+    system.server_settings: a misspelt name (which a real server silently ignores) is reported."""
+    from otelstack.backends.clickhouse import check, server
+
+    real = server.render_server_config
+    monkeypatch.setattr(
+        check,
+        "render_server_config",
+        lambda: {p: t.replace("key_values_mode", "key_value_mode") for p, t in real().items()},
+    )
+    problems = check_clickhouse(SINGLE)
+    assert problems == [
+        "clickhouse/config.d/otelstack.xml: ClickHouse has asynchronous_metrics_key_value_mode = no such setting, "
+        "not the fragment's 'legacy_names'"
+    ]

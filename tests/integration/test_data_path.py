@@ -1,13 +1,16 @@
 """The data path, proven end to end: SDK → agent → (mTLS, bearer, trace-ID load balancing) → 2 gateways →
-OTLP sinks, with the real otelcol-contrib running the configs otelstack renders.
+OTLP sinks and the real Prometheus (remote write: span metrics with exemplars), with the real otelcol-contrib
+running the configs otelstack renders and Prometheus running its rendered flags and rules.
 
 Everything listens on 127.0.0.1 only. Run with figures: ``.venv/bin/pytest -s tests/integration/test_data_path.py``
 (docs/collector.md, "The data path, proven"). Skipped only when the real binary has not been built
-(``make binaries``; ``make test`` builds it first).
+(``make binaries``; ``make test`` builds it first); without a built Prometheus the gateways keep remote
+write off and its test is skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -28,6 +31,10 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from otelstack.backends.promtools import locate_tool
+from otelstack.model.loader import load_spec
+from otelstack.security.layout import COLLECTOR_INSTANCE_ENV
+from tests.integration import backend_process
 from tests.integration.data_path import analysis
 from tests.integration.data_path.collectors import Collector, Ports, find_collector, free_port, localise, render
 from tests.integration.data_path.collectors import write_environment as write_env
@@ -48,6 +55,7 @@ from tests.integration.data_path.traffic import (
 from tests.integration.pki_helpers import LabPki, make_pki
 
 BINARY = find_collector()
+PROMETHEUS = locate_tool("prometheus")
 pytestmark = pytest.mark.skipif(
     BINARY is None, reason="the real otelcol-contrib is not built: run `make binaries` (.cache/bin/otelcol-contrib)"
 )
@@ -66,12 +74,15 @@ OVERLOAD_LIMITER = {"check_interval": "1s", "limit_mib": 160, "spike_limit_mib":
 SINK_METRICS_EXPORTER = "otlp_grpc/metrics_sink"
 
 
-def platform(gateways: list[str], opamp_port: int, app_log: Path, sinks: tuple[str, str]) -> dict[str, Any]:
+def platform(
+    gateways: list[str], opamp_port: int, app_log: Path, sinks: tuple[str, str], remote_write: str | None
+) -> dict[str, Any]:
     """configs/e2e/platform.yaml: an environment like dev, but on this machine's loopback.
 
     allow_insecure only for the loopback hops a VM keeps on one host (SDK → agent) and for the plaintext
     test sinks standing in for the backends; agent → gateway is mTLS with the bearer token, as rendered
-    for staging and prod. ClickHouse and Prometheus remote write are off: their sinks would not be OTLP.
+    for staging and prod. Prometheus remote write goes to the real Prometheus at ``remote_write`` (off when
+    none is built); ClickHouse is off (no server runs here: its schema is proven on chDB).
     """
     return {
         "size": "small",
@@ -104,7 +115,7 @@ def platform(gateways: list[str], opamp_port: int, app_log: Path, sinks: tuple[s
         },
         "backends": {
             "clickhouse": {"enabled": False},
-            "prometheus": {"enabled": False},
+            "prometheus": {"endpoint": remote_write} if remote_write else {"enabled": False},
             "tempo": {"endpoint": sinks[0]},
             "loki": {"endpoint": sinks[1]},
         },
@@ -115,9 +126,9 @@ def gateway_host(
     configs: Path, sink_grpc: str, sink_http: str, limiter: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """One gateway's host level: Tempo and Loki point at its own sinks; every metrics pipeline (span
-    metrics, the agents' metrics) also exports to an OTLP sink, through collector_overrides, since
-    Prometheus remote write is off. The pipelines are read from a first render, so the override follows
-    the renderer's pipeline layout instead of repeating it."""
+    metrics, the agents' metrics) also exports to an OTLP sink, through collector_overrides (the tests read
+    every export there; Prometheus holds only what it accepted). The pipelines are read from a first
+    render, so the override follows the renderer's pipeline layout instead of repeating it."""
     host: dict[str, Any] = {"backends": {"tempo": {"endpoint": sink_grpc}, "loki": {"endpoint": sink_http}}}
     base = render(configs, ENV, "gateway-static", host)
     pipelines = {
@@ -143,6 +154,7 @@ class Stack:
     token: str
     app_log: Path
     gateway_config: dict[str, Any]
+    prometheus: backend_process.Prometheus | None
 
     def received(self, signal: str, phase: str | None = None) -> list[Received]:
         items = self.sink.recorder.of(signal)
@@ -188,7 +200,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     gateway_ports = {name: Ports.allocate() for name in names}
     sinks = {name: (sink.grpc_listener(name, free_port()), sink.http_listener(name, free_port())) for name in names}
     hostnames = [f"127.0.0.1:{gateway_ports[g].otlp_grpc}" for g in GATEWAYS]
-    configs = write_env(tmp, ENV, platform(hostnames, free_port(), app_log, sinks[GATEWAYS[0]]))
+    prometheus_port = free_port()
+    remote_write = f"http://127.0.0.1:{prometheus_port}/api/v1/write" if PROMETHEUS else None
+    configs = write_env(tmp, ENV, platform(hostnames, free_port(), app_log, sinks[GATEWAYS[0]], remote_write))
 
     gateways: dict[str, Collector] = {}
     gateway_config: dict[str, Any] = {}
@@ -197,13 +211,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         config = render(configs, ENV, "gateway-static", gateway_host(configs, *sinks[name], limiter))
         if name == GATEWAYS[0]:
             gateway_config = copy.deepcopy(config)
-        gateways[name] = _collector(name, config, tmp, pki, env, gateway_ports[name])
+        # The gateway's name, as systemd's %H (VMs) or the pod name (Kubernetes) gives it.
+        named = {**env, COLLECTOR_INSTANCE_ENV: name}
+        gateways[name] = _collector(name, config, tmp, pki, named, gateway_ports[name])
 
     agent = _collector("agent", render(configs, ENV, "agent-vm-static"), tmp, pki, env)
     print(analysis.table("localised (rendered value -> test value), agent", ("change",), ((c,) for c in agent.changes)))
     started = time.monotonic()
     everyone = [*gateways.values(), agent]
+    backends = contextlib.ExitStack()
     try:
+        prometheus = None
+        if PROMETHEUS:
+            spec = load_spec(configs, ENV)
+            prometheus = backends.enter_context(
+                backend_process.prometheus(PROMETHEUS, spec, tmp / "prometheus", prometheus_port)
+            )
         for g in gateways.values():
             g.start()
         ready = {g.name: g.wait_ready() for g in gateways.values()}
@@ -222,11 +245,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # file_log skips what the file held when first seen (start_at: end): write test lines only after.
         assert _wait(lambda: bool(agent.log_lines("Started watching file")), 10, step=0.1), agent.log_tail()
         print(f"stack up in {time.monotonic() - started:.1f}s")
-        yield Stack(agent, gateways, sink, pki, token, app_log, gateway_config)
+        yield Stack(agent, gateways, sink, pki, token, app_log, gateway_config, prometheus)
     finally:
         for c in everyone:
             c.stop()
         sink.close()
+        backends.close()
 
 
 def _wait(condition: Any, timeout: float, step: float = 0.5) -> bool:
@@ -486,6 +510,70 @@ def test_span_metrics_dimensions_and_identity(stack: Stack, main_run: MainRun) -
     assert set(routes) == {"/orders/{id}"}, f"routes not normalised before span metrics: {dict(routes)}"
     assert duplicates == 0, f"{duplicates} series appear twice in one export ({conflicts} with different values)"
     assert total == main_run.ledger.spans, "span metrics did not count every span (they see all, before sampling)"
+
+
+# --- the real Prometheus: span metrics by remote write, with exemplars pointing at kept traces -------------
+
+CALLS_SERIES = "traces_span_metrics_calls_total"
+DURATION_BUCKETS = "traces_span_metrics_duration_milliseconds_bucket"
+REMOTE_WRITE_FAILED = "otelcol_exporter_send_failed_metric_points"
+
+
+def test_span_metrics_and_exemplars_reach_the_real_prometheus(stack: Stack, main_run: MainRun) -> None:
+    """Both gateways compute span metrics for the same services and remote-write them to one Prometheus.
+    Each series carries its gateway (``otelstack_gateway``): Prometheus takes every sample (no "duplicate
+    sample for timestamp" refusals, which the exporter drops as permanent), the calls summed over the
+    gateways are the spans sent, and the duration histogram's exemplars name trace ids of this run, among
+    them traces the trace backend kept — the metric → trace link Grafana follows."""
+    if stack.prometheus is None:
+        pytest.skip("prometheus is not built: `make binaries`")
+    prom = stack.prometheus
+    total_query = f"sum({CALLS_SERIES})"
+
+    def counted() -> float:
+        result = prom.query(total_query)
+        return float(result[0]["value"][1]) if result else 0.0
+
+    _wait(lambda: counted() >= main_run.ledger.spans, 60, step=1.0)
+    time.sleep(3)  # one more flush would show up as a count above the spans sent
+    by_gateway = {
+        r["metric"].get("otelstack_gateway", ""): float(r["value"][1])
+        for r in prom.query(f"sum by (otelstack_gateway) ({CALLS_SERIES})")
+    }
+    services = {r["metric"]["service_name"] for r in prom.query(f"sum by (service_name) ({CALLS_SERIES})")}
+    exemplars = prom.exemplars(DURATION_BUCKETS)
+    exemplar_traces = {e["labels"].get("trace_id", "") for e in exemplars}
+    kept = {sp.trace_id for sp in main_run.spans}
+    failed = {
+        g: sum(
+            sample.value
+            for sample in stack.gateways[g].metrics()
+            if sample.name == REMOTE_WRITE_FAILED and "remote_write" in sample.labels.get("exporter", "")
+        )
+        for g in GATEWAYS
+    }
+    print(
+        analysis.table(
+            f"4b. the real Prometheus ({PROMETHEUS}): span metrics by remote write (main run)",
+            ("figure", "value"),
+            [
+                ("spans sent (health checks excluded)", main_run.ledger.spans),
+                *((f"calls in Prometheus, otelstack_gateway={g or '(none)'}", int(n)) for g, n in by_gateway.items()),
+                ("services with calls series", len(services)),
+                ("exemplars on the duration histogram", len(exemplars)),
+                ("  naming a trace of this run", len(exemplar_traces & set(main_run.ledger.traces))),
+                ("  naming a trace the trace backend kept", len(exemplar_traces & kept)),
+                *((f"remote-write points refused, {g}", int(n)) for g, n in failed.items()),
+            ],
+        )
+    )
+    assert set(by_gateway) == set(GATEWAYS), f"span metrics are not told apart by gateway: {by_gateway}"
+    assert sum(by_gateway.values()) == main_run.ledger.spans, "Prometheus does not hold every span's call"
+    assert services == {*SERVICES, CRITICAL}, services
+    assert all(n == 0 for n in failed.values()), f"Prometheus refused remote-written points: {failed}"
+    assert exemplars, "no exemplar reached Prometheus (exemplar storage, the connector's exemplars)"
+    assert exemplar_traces <= set(main_run.ledger.traces), "exemplars name traces that were never sent"
+    assert exemplar_traces & kept, "no exemplar points at a trace the trace backend holds"
 
 
 # --- a gateway killed with SIGKILL while traffic flows ----------------------------------------------------

@@ -6,12 +6,9 @@ when the programs have not been built (``make binaries``)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +18,7 @@ from otelstack.backends.alertmanager import render_alertmanager
 from otelstack.backends.prometheus import render_prometheus
 from otelstack.backends.promtools import locate_tool, with_placeholder_files
 from otelstack.model.spec import PlatformSpec
+from tests.integration.backend_process import LOOPBACK, get_json, localised, start, write_files
 from tests.integration.data_path.collectors import free_port
 
 PROMETHEUS = locate_tool("prometheus")
@@ -28,35 +26,7 @@ ALERTMANAGER = locate_tool("alertmanager")
 pytestmark = pytest.mark.skipif(
     PROMETHEUS is None or ALERTMANAGER is None, reason="prometheus/alertmanager not built: run `make binaries`"
 )
-LOOPBACK = "127.0.0.1"
 RECEIVERS = [{"name": "hook", "kind": "webhook", "secret_file": "/etc/alertmanager/secrets/hook"}]
-
-
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} not ready:\n{log.read_text()[-3000:]}")
-
-
-def _localised(flags: str, replace: dict[str, str]) -> list[str]:
-    out = []
-    for flag in flags.split():
-        name = flag.split("=", 1)[0]
-        out.append(f"{name}={replace[name]}" if name in replace else flag)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +42,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         }
     )
     files = render_prometheus(spec) | render_alertmanager(spec)
-    for rel, text in files.items():
-        (work / rel).parent.mkdir(parents=True, exist_ok=True)
-        (work / rel).write_text(text)
+    write_files(work, files)
     prom_port, am_port, am_cluster = free_port(), free_port(), free_port()
     config = yaml.safe_load((work / "prometheus/prometheus.yml").read_text())
     config["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [f"{LOOPBACK}:{am_port}"]}]
@@ -82,7 +50,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     (work / "prometheus/prometheus.yml").write_text(yaml.safe_dump(config))
     am_config = with_placeholder_files(yaml.safe_load((work / "alertmanager/alertmanager.yml").read_text()), work)
     (work / "alertmanager/alertmanager.yml").write_text(yaml.safe_dump(am_config))
-    prom_flags = _localised(
+    prom_flags = localised(
         (work / "prometheus/flags.txt").read_text(),
         {
             "--config.file": str(work / "prometheus/prometheus.yml"),
@@ -90,7 +58,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             "--web.listen-address": f"{LOOPBACK}:{prom_port}",
         },
     )
-    am_flags = _localised(
+    am_flags = localised(
         (work / "alertmanager/flags.txt").read_text(),
         {
             "--config.file": str(work / "alertmanager/alertmanager.yml"),
@@ -100,29 +68,20 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         },
     )
     logs = {"prometheus": work / "prometheus.log", "alertmanager": work / "alertmanager.log"}
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for binary, flags, log in (
-            (ALERTMANAGER, am_flags, logs["alertmanager"]),
-            (PROMETHEUS, prom_flags, logs["prometheus"]),
-        ):
-            with log.open("wb") as out:
-                procs.append(subprocess.Popen([str(binary), *flags], stdout=out, stderr=subprocess.STDOUT))
-        _wait(f"http://{LOOPBACK}:{am_port}/-/ready", procs[0], logs["alertmanager"])
-        _wait(f"http://{LOOPBACK}:{prom_port}/-/ready", procs[1], logs["prometheus"])
+    assert ALERTMANAGER is not None and PROMETHEUS is not None
+    with (
+        start(ALERTMANAGER, am_flags, logs["alertmanager"], f"http://{LOOPBACK}:{am_port}/-/ready"),
+        start(PROMETHEUS, prom_flags, logs["prometheus"], f"http://{LOOPBACK}:{prom_port}/-/ready"),
+    ):
         yield {"prom": f"http://{LOOPBACK}:{prom_port}", "am": f"http://{LOOPBACK}:{am_port}", "files": files}
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=20)
 
 
 def test_receivers_exemplars_and_retention_are_on(servers: dict[str, Any]) -> None:
-    flags = _get(f"{servers['prom']}/api/v1/status/flags")["data"]
+    flags = get_json(f"{servers['prom']}/api/v1/status/flags")["data"]
     assert flags["web.enable-remote-write-receiver"] == "true"
     assert flags["web.enable-otlp-receiver"] == "true"
     assert "exemplar-storage" in flags["enable-feature"]
-    runtime = _get(f"{servers['prom']}/api/v1/status/runtimeinfo")["data"]
+    runtime = get_json(f"{servers['prom']}/api/v1/status/runtimeinfo")["data"]
     assert runtime["storageRetention"].startswith("9d")
     empty = urllib.request.Request(
         f"{servers['prom']}/api/v1/otlp/v1/metrics", b"", {"Content-Type": "application/x-protobuf"}, method="POST"
@@ -135,13 +94,13 @@ def test_every_rendered_rule_group_is_loaded(servers: dict[str, Any]) -> None:
     rendered = {
         g["name"] for rel, text in servers["files"].items() if "/rules/" in rel for g in yaml.safe_load(text)["groups"]
     }
-    loaded = {g["name"] for g in _get(f"{servers['prom']}/api/v1/rules")["data"]["groups"]}
+    loaded = {g["name"] for g in get_json(f"{servers['prom']}/api/v1/rules")["data"]["groups"]}
     assert loaded == rendered
 
 
 def test_alertmanager_routes_by_severity(servers: dict[str, Any]) -> None:
     """The loaded config keeps the secret as a file path, and alerts go to the receiver of their severity."""
-    status = _get(f"{servers['am']}/api/v2/status")
+    status = get_json(f"{servers['am']}/api/v2/status")
     assert "url_file: " in status["config"]["original"]
     alerts = [
         {"labels": {"alertname": "OTelCollectorDown", "severity": "critical", "job": "otel-gateway"}},
@@ -154,7 +113,8 @@ def test_alertmanager_routes_by_severity(servers: dict[str, Any]) -> None:
     with urllib.request.urlopen(post, timeout=5) as resp:
         assert resp.status == 200
     routed = {
-        a["labels"]["alertname"]: [r["name"] for r in a["receivers"]] for a in _get(f"{servers['am']}/api/v2/alerts")
+        a["labels"]["alertname"]: [r["name"] for r in a["receivers"]]
+        for a in get_json(f"{servers['am']}/api/v2/alerts")
     }
     assert routed == {
         "OTelCollectorDown": ["critical"],

@@ -43,7 +43,12 @@ def test_files_are_numbered_migrations_plus_bootstrap_retention_users_and_querie
         "clickhouse/008-metrics-exponential-histogram.sql",
         "clickhouse/009-metrics-summary.sql",
     ]
-    assert {"clickhouse/bootstrap.sql", "clickhouse/retention.sql", "clickhouse/users.sql"} <= set(files)
+    assert {
+        "clickhouse/bootstrap.sql",
+        "clickhouse/retention.sql",
+        "clickhouse/users.sql",
+        "clickhouse/config.d/otelstack.xml",
+    } <= set(files)
     assert {p for p in files if "/queries/" in p} == {
         "clickhouse/queries/exemplar-to-trace.sql",
         "clickhouse/queries/service-error-logs.sql",
@@ -272,3 +277,23 @@ def test_gateway_overrides_may_not_take_the_schema_back() -> None:
     assert len(problems) == 2
     assert problems[0].startswith("collector_overrides.gateway.exporters.clickhouse.create_schema: the exporter must")
     assert problems[1].startswith("collector_overrides.gateway.exporters.clickhouse.ttl: the table layout")
+
+
+def test_server_fragment_publishes_the_metric_names_the_disk_alerts_query() -> None:
+    """ClickHouse 26.8+ publishes per-disk asynchronous metrics as one labelled family unless told
+    ``legacy_names``; the alerts query the scalar names, on the port the clickhouse scrape job uses."""
+    from xml.etree import ElementTree as ET
+
+    from otelstack.backends.prometheus import render_prometheus
+    from otelstack.backends.rules import render_rules
+
+    root = ET.fromstring(render_clickhouse(spec())["clickhouse/config.d/otelstack.xml"])
+    assert root.tag == "clickhouse"
+    assert root.findtext("asynchronous_metrics_key_values_mode") == "legacy_names"
+    prometheus = root.find("prometheus")
+    assert prometheus is not None
+    assert prometheus.findtext("asynchronous_metrics") == "true"
+    port = prometheus.findtext("port")
+    full = PlatformSpec(environment="dev")
+    assert f":{port}" in "".join(t for t in render_prometheus(full).values() if "job_name: clickhouse" in t)
+    assert "ClickHouseAsyncMetrics_DiskAvailable_default" in render_rules(full)["prometheus/rules/backends.yml"]

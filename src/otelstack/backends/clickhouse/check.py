@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree as ET
 
 from otelstack.model.spec import PlatformSpec
 
@@ -24,6 +25,7 @@ from .ddl import Topology
 from .files import render_clickhouse
 from .identifiers import ClickHouseSchemaError, literal
 from .migrations import DIRECTORY, all_migrations, statements_of
+from .server import SERVER_CONFIG, render_server_config
 from .ttl import VOLUMES
 
 QUERY_PARAMS = {
@@ -52,8 +54,15 @@ def engine_config(spec: PlatformSpec, directory: Path) -> str:
             f"</shard></{ch.cluster}></remote_servers>"
         )
         parts.append("  <macros><shard>01</shard><replica>check</replica></macros>")
+    parts += [f"  {ET.tostring(e, encoding='unicode').strip()}" for e in server_settings()]
     parts.append("</clickhouse>")
     return "\n".join(parts) + "\n"
+
+
+def server_settings() -> list[ET.Element]:
+    """The server fragment's top-level settings (not its listener, which clickhouse-local does not run)."""
+    root = ET.fromstring(render_server_config()[SERVER_CONFIG])
+    return [e for e in root if e.tag != "prometheus"]
 
 
 @contextmanager
@@ -131,12 +140,22 @@ def check_clickhouse(spec: PlatformSpec) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="otelstack-chdb-") as tmp, chdb_connection(spec, Path(tmp)) as conn:
         cur = conn.cursor()
         for path, text in sorted(files.items()):
+            if not path.endswith(".sql"):
+                continue  # the server fragment (config.d/*.xml) is configuration, not SQL
             for sql in statements_of(text):
                 try:
                     cur.execute(f"SELECT formatQuery({literal(sql)})")
                     cur.fetchall()
                 except Exception as exc:
                     problems.append(f"{path}: ClickHouse does not parse: {sql.splitlines()[0]} …: {exc}")
+        for setting in server_settings():
+            cur.execute(f"SELECT value FROM system.server_settings WHERE name = {literal(setting.tag)}")
+            found = [str(row[0]) for row in cur.fetchall()]
+            if found != [setting.text]:
+                problems.append(
+                    f"{SERVER_CONFIG}: ClickHouse has {setting.tag} = {found or 'no such setting'}, "
+                    f"not the fragment's {setting.text!r}"
+                )
         if problems:
             return problems
         run = local_files(spec)

@@ -7,6 +7,7 @@ from otelstack.model.spec import PlatformSpec
 from . import queries, users
 from .ddl import Topology
 from .migrations import BOOTSTRAP, RETENTION, Migration, all_migrations
+from .server import render_server_config
 from .tables import EXPORTER_MODULE, EXPORTER_VERSION
 
 _HEADERS = {
@@ -27,7 +28,7 @@ def _header(m: Migration, spec: PlatformSpec) -> str:
 
 
 def render_clickhouse(spec: PlatformSpec) -> dict[str, str]:
-    """Migrations, users and correlation queries (empty when ClickHouse is not enabled)."""
+    """Migrations, users, correlation queries and the server fragment (empty when ClickHouse is not enabled)."""
     if not spec.backends.clickhouse.enabled:
         return {}
     topo = Topology.of(spec)
@@ -38,4 +39,5 @@ def render_clickhouse(spec: PlatformSpec) -> dict[str, str]:
     )
     out[users.USERS] = Migration(users.USERS, tuple(users.statements(spec, topo))).text(header)
     out.update(queries.render(topo.database))
+    out.update(render_server_config())
     return out

@@ -39,6 +39,9 @@ from otelstack.validate.collector import (
 from otelstack.validate.kubernetes import validate_objects
 from otelstack.yamlout import dump
 
+# The top directories of build/ENV/ that otelstack.backends.render_backends writes.
+BACKEND_DIRS = ("clickhouse", "prometheus", "alertmanager", "tempo", "loki", "grafana")
+
 Variant = Literal["normal", "emergency", "safe-minimal"]
 
 
@@ -214,17 +217,25 @@ class PlatformRender:
 
 
 def kubernetes_components(
-    spec: PlatformSpec, cluster: ClusterSettings, collector_configs: Mapping[str, str] | None = None
+    spec: PlatformSpec,
+    cluster: ClusterSettings,
+    collector_configs: Mapping[str, str] | None = None,
+    backend_files: Mapping[str, str] | None = None,
 ) -> tuple[Component, ...]:
     """Every Kubernetes object of the stack, per component in creation order (what the Pulumi program
-    creates and `plan` exports). ``collector_configs``: the rendered texts by profile (rendered if None)."""
+    creates and `plan` exports). ``collector_configs``: the rendered texts by profile (rendered if None);
+    ``backend_files``: the backend renders by path under build/ENV/ (rendered if None and the stack runs a
+    backend)."""
     if collector_configs is None:
         collector_configs = {
             n: render_collector(spec, n, cluster_domain=cluster.cluster_domain).text
             for n, p in PROFILES.items()
             if p.kubernetes
         }
-    return render_stack(spec, cluster, collector_configs)
+    if backend_files is None:
+        runs = any(cluster.backends.enabled(name) for name in type(cluster.backends).model_fields)
+        backend_files = render_backends(spec) if runs else {}
+    return render_stack(spec, cluster, collector_configs, backend_files=backend_files)
 
 
 def _kubernetes_files(
@@ -244,7 +255,8 @@ def _kubernetes_files(
         if p.kubernetes and p.tier in ("agent", "gateway")
     }
     note(f"kubernetes objects from {stack_path}")
-    components = kubernetes_components(spec, stack.cluster, texts)
+    backend_files = {rel: text for rel, text in files.items() if rel.split("/", 1)[0] in BACKEND_DIRS}
+    components = kubernetes_components(spec, stack.cluster, texts, backend_files)
     exported = export_stack(components, _header(spec, f"Kubernetes objects, stack {stack_path.name}"))
     note("kubernetes-validate, CRD schemas and checkov on k8s/")
     objects = {rel: text for rel, text in exported.items() if not rel.startswith(f"{SOURCES_DIR}/")}

@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -141,7 +142,8 @@ def with_all_secrets(config: Mapping[str, Any]) -> dict[str, Any]:
     from otelstack.model.loader import load_spec
     from otelstack.render import kubernetes_components
 
-    spec = load_spec(program.ROOT / "configs", config["otelstack:environment"], config.get("otelstack:region"))
+    configs = Path(config.get("otelstack:configs") or program.ROOT / "configs")
+    spec = load_spec(configs, config["otelstack:environment"], config.get("otelstack:region"))
     components = kubernetes_components(spec, parse_cluster(config.get("otelstack:cluster")))
     keys = sorted(
         key for component in components for obj in component.objects for key in platform_component.secret_keys(obj)

@@ -187,4 +187,5 @@ def component(ctx: StackContext) -> Component:
     ]
     if autoscaled(ctx):
         objects.append(autoscaler(ctx))
-    return Component(COMPONENT, tuple(objects), depends_on=("certificates",))
+    # After the stores the stack runs (absent ones are dropped): the gateways' first exports find them up.
+    return Component(COMPONENT, tuple(objects), depends_on=("certificates", "prometheus", "tempo", "loki"))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from otelstack.kubernetes import opamp
+from otelstack.kubernetes import grafana, opamp, prometheus
 from otelstack.kubernetes.objects import (
     AGENT_PROFILE,
     SECRETS_NAME,
@@ -93,7 +93,16 @@ def component(ctx: StackContext) -> Component:
     env = ctx.spec.environment
     objects = [
         namespace_object(ctx.namespace, env),
-        secrets_object(ctx, ctx.namespace, {*spec_secret_names(ctx.spec), *opamp.secret_names(ctx)}),
+        secrets_object(
+            ctx,
+            ctx.namespace,
+            {
+                *spec_secret_names(ctx.spec),
+                *opamp.secret_names(ctx),
+                *prometheus.secret_names(ctx),
+                *grafana.secret_names(ctx),
+            },
+        ),
         namespace_object(ctx.agent_namespace, env, levels=AGENT_LEVELS),
     ]
     agent_keys = agent_secret_names(ctx)

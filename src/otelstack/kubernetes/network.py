@@ -45,13 +45,21 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on
 KUBELET_PORT = 10250
 ANY_ADDRESS = ("0.0.0.0/0", "::/0")
 
-# The tiers the stack runs, each with the settings that switch it on. Backends join here when the stack
-# runs them (a predicate on the context); until then they are targets outside the cluster.
+# The tiers the stack runs, each with the settings that switch it on. A backend the stack does not run
+# (cluster.backends.<name>.enabled off) is a target outside the cluster.
 DEPLOYED_TIERS: tuple[tuple[str, Callable[[StackContext], bool]], ...] = (
     ("agents", lambda ctx: True),
     ("gateways", lambda ctx: True),
     ("opamp_servers", lambda ctx: ctx.cluster.opamp_server.enabled),
+    ("prometheus", lambda ctx: ctx.cluster.backends.prometheus.enabled),
+    ("alertmanager", lambda ctx: ctx.cluster.backends.alertmanager.enabled),
+    ("tempo", lambda ctx: ctx.cluster.backends.tempo.enabled),
+    ("loki", lambda ctx: ctx.cluster.backends.loki.enabled),
+    ("grafana", lambda ctx: ctx.cluster.backends.grafana.enabled),
 )
+# Egress outside the flows matrix: Alertmanager's receivers (PagerDuty, Slack, webhooks: HTTPS to addresses
+# the stack cannot know) and Tempo's object storage (the spec's S3 endpoint).
+RECEIVERS_PORT = 443
 
 # Tiers whose workloads call the Kubernetes API: the agents' k8s_attributes processor (and the k8s resolver
 # of the load_balancing exporter) call the API server; kubelet_stats calls the kubelet on its node.
@@ -184,6 +192,10 @@ def _egress(ctx: StackContext, tier: str, running: tuple[str, ...]) -> tuple[lis
             ports = outside_ports(ctx.spec, flow.target)
             if ports is None:
                 continue
+            if flow.source != "gateways":
+                # The gateways send to the spec's endpoint (its port); other sources scrape or query the
+                # backend on the matrix's own port (Prometheus → ClickHouse's metrics port, …).
+                ports = flow.ports
             rule = {"to": _ip_blocks(outside.get(flow.target, [])), "ports": _numbered(ports, flow.protocol.upper())}
         names.append(flow.name)
         rules.append(rule)
@@ -192,6 +204,13 @@ def _egress(ctx: StackContext, tier: str, running: tuple[str, ...]) -> tuple[lis
     for name, api_rule in _api_rules(ctx, tier):
         names.append(name)
         rules.append(api_rule)
+    if tier == "alertmanager" and ctx.spec.alerting.receivers:
+        names.append("receivers")
+        rules.append({"to": _ip_blocks([]), "ports": _numbered([RECEIVERS_PORT])})
+    storage = ctx.spec.backends.tempo.storage
+    if tier == "tempo" and storage.kind == "s3" and storage.endpoint:
+        names.append("object-storage")
+        rules.append({"to": _ip_blocks([]), "ports": _numbered([int(storage.endpoint.rsplit(":", 1)[1])])})
     postgresql = ctx.cluster.opamp_server.postgresql
     if tier == "opamp_servers" and postgresql is not None:
         names.append("postgresql")

@@ -30,6 +30,11 @@ COMPONENTS = (
     "operator",
     "instrumentation",
     "beyla",
+    "prometheus",
+    "alertmanager",
+    "tempo",
+    "loki",
+    "grafana",
     "network-policies",
 )
 

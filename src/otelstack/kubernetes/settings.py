@@ -255,6 +255,81 @@ class OpampServer(Strict):
         return self
 
 
+# The backends' images, at the releases their renders target (docs/kubernetes/backends.md, "Images", says
+# where each tag was verified). Digests are not pinned (none could be verified here): give them in the stack
+# file (cluster.backends.<backend>.image.digest) to pin the content.
+PROMETHEUS_IMAGE = Image(repository="quay.io/prometheus/prometheus", tag="v3.16.0")
+ALERTMANAGER_IMAGE = Image(repository="quay.io/prometheus/alertmanager", tag="v0.35.0")
+TEMPO_IMAGE = Image(repository="docker.io/grafana/tempo", tag="2.10.6")
+LOKI_IMAGE = Image(repository="docker.io/grafana/loki", tag="3.7.8")
+GRAFANA_IMAGE = Image(repository="docker.io/grafana/grafana", tag="12.4.0")
+STORAGE_CLASS = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+
+
+class BackendWorkload(Strict):
+    """A backend the stack runs in the cluster (docs/kubernetes/backends.md). Off by default: the spec's
+    endpoints then name backends outside the cluster."""
+
+    enabled: bool = Field(False, description="run this backend in the cluster (its spec endpoint must name it)")
+    image: Image
+    storage_gib: int = Field(10, ge=1, le=65536, description="size of its PersistentVolumeClaim, GiB")
+    storage_class: str | None = Field(None, description="StorageClass of its volume; none: `storageClass`")
+    cpu_request: str = Field("100m", pattern=QUANTITY.pattern)
+    cpu_limit: str = Field("1", pattern=QUANTITY.pattern)
+    memory_limit: str = Field("1Gi", pattern=QUANTITY.pattern, description="memory request and limit")
+
+    @field_validator("storage_class")
+    @classmethod
+    def _storage_class(cls, v: str | None) -> str | None:
+        if v is not None and not STORAGE_CLASS.match(v):
+            raise ValueError(f"{v!r} is not a StorageClass name; allowed: a DNS subdomain (a-z, 0-9, '-', '.')")
+        return v
+
+
+class PrometheusWorkload(BackendWorkload):
+    image: Image = Field(default_factory=lambda: PROMETHEUS_IMAGE)
+    storage_gib: int = Field(50, ge=1, le=65536, description="size of the TSDB volume, GiB")
+    memory_limit: str = Field("4Gi", pattern=QUANTITY.pattern, description="memory request and limit")
+
+
+class AlertmanagerWorkload(BackendWorkload):
+    image: Image = Field(default_factory=lambda: ALERTMANAGER_IMAGE)
+    storage_gib: int = Field(2, ge=1, le=65536, description="size of the silences/notification log volume, GiB")
+    memory_limit: str = Field("256Mi", pattern=QUANTITY.pattern, description="memory request and limit")
+
+
+class TempoWorkload(BackendWorkload):
+    image: Image = Field(default_factory=lambda: TEMPO_IMAGE)
+    storage_gib: int = Field(50, ge=1, le=65536, description="size of the WAL and local blocks volume, GiB")
+    memory_limit: str = Field("4Gi", pattern=QUANTITY.pattern, description="memory request and limit")
+
+
+class LokiWorkload(BackendWorkload):
+    image: Image = Field(default_factory=lambda: LOKI_IMAGE)
+    storage_gib: int = Field(50, ge=1, le=65536, description="size of the chunks, index and WAL volume, GiB")
+    memory_limit: str = Field("2Gi", pattern=QUANTITY.pattern, description="memory request and limit")
+
+
+class GrafanaWorkload(BackendWorkload):
+    image: Image = Field(default_factory=lambda: GRAFANA_IMAGE)
+    storage_gib: int = Field(5, ge=1, le=65536, description="size of Grafana's database volume, GiB")
+    memory_limit: str = Field("512Mi", pattern=QUANTITY.pattern, description="memory request and limit")
+
+
+class BackendWorkloads(Strict):
+    """The backends the stack runs in the cluster, each off unless `enabled`."""
+
+    prometheus: PrometheusWorkload = Field(default_factory=lambda: PrometheusWorkload())
+    alertmanager: AlertmanagerWorkload = Field(default_factory=lambda: AlertmanagerWorkload())
+    tempo: TempoWorkload = Field(default_factory=lambda: TempoWorkload())
+    loki: LokiWorkload = Field(default_factory=lambda: LokiWorkload())
+    grafana: GrafanaWorkload = Field(default_factory=lambda: GrafanaWorkload())
+
+    def enabled(self, name: str) -> bool:
+        workload: BackendWorkload = getattr(self, name)
+        return workload.enabled
+
+
 class ClusterSettings(Strict):
     namespace: str = Field("observability", description="namespace of the platform's workloads")
     agent_namespace: str | None = Field(
@@ -268,6 +343,7 @@ class ClusterSettings(Strict):
         "its release namespace), where the platform CA of the ClusterIssuer lives",
     )
     storage_class: str | None = Field(None, description="StorageClass of the volumes; none: the cluster default")
+    backends: BackendWorkloads = Field(default_factory=lambda: BackendWorkloads())
     ingress: Ingress = Field(default_factory=lambda: Ingress())
     node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of every workload")
     tolerations: list[Toleration] = Field(default_factory=list, description="tolerations of every workload")
@@ -314,6 +390,11 @@ class ClusterSettings(Strict):
                 "without a trailing dot, e.g. cluster.local"
             )
         return v
+
+    @field_validator("storage_class")
+    @classmethod
+    def _storage_class(cls, v: str | None) -> str | None:
+        return BackendWorkload._storage_class(v)
 
     @field_validator("namespace", "agent_namespace", "cert_manager_namespace", "operator_namespace")
     @classmethod

@@ -16,10 +16,13 @@ from otelstack.kubernetes import (
     cert_manager,
     certificates,
     gateway,
+    grafana,
     namespace,
     network,
     opamp,
     operator,
+    prometheus,
+    stores,
 )
 from otelstack.kubernetes.objects import Component
 from otelstack.kubernetes.settings import ClusterSettings
@@ -36,6 +39,9 @@ class StackContext:
     # The rendered collector config texts keyed by profile name (e.g. "agent-k8s", "gateway-k8s"), exactly
     # as `otelstack plan` writes them to build/ENV/collector/.
     collector_configs: Mapping[str, str] = field(default_factory=dict)
+    # The rendered backend files by path relative to build/ENV/ (prometheus/prometheus.yml, …), exactly as
+    # `otelstack plan` writes them (otelstack.backends.render_backends).
+    backend_files: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def namespace(self) -> str:
@@ -52,6 +58,17 @@ class StackContext:
         except KeyError:
             raise KeyError(f"no rendered collector config for profile {profile!r}") from None
 
+    def backend_file(self, path: str) -> str:
+        try:
+            return self.backend_files[path]
+        except KeyError:
+            raise KeyError(f"no rendered backend file {path!r}") from None
+
+    def backend_dir(self, directory: str) -> dict[str, str]:
+        """The rendered files under `directory`/ by their path relative to it, sorted."""
+        prefix = directory.rstrip("/") + "/"
+        return {p.removeprefix(prefix): t for p, t in sorted(self.backend_files.items()) if p.startswith(prefix)}
+
 
 Builder = Callable[[StackContext], Component | None]
 
@@ -67,6 +84,11 @@ BUILDERS: tuple[Builder, ...] = (
     operator.component,
     operator.instrumentation_component,
     beyla.component,
+    prometheus.prometheus_component,
+    prometheus.alertmanager_component,
+    stores.tempo_component,
+    stores.loki_component,
+    grafana.component,
     network.component,
 )
 
@@ -76,13 +98,14 @@ def render_stack(
     cluster: ClusterSettings,
     collector_configs: Mapping[str, str],
     builders: tuple[Builder, ...] | None = None,
+    backend_files: Mapping[str, str] | None = None,
 ) -> tuple[Component, ...]:
     """Every component of the stack, each after the components it depends on.
 
     A dependency on a component that these settings leave out (e.g. the operator when it is already
     present in the cluster) is dropped: the part exists already.
     """
-    ctx = StackContext(spec, cluster, size_platform(spec), dict(collector_configs))
+    ctx = StackContext(spec, cluster, size_platform(spec), dict(collector_configs), dict(backend_files or {}))
     built = [c for c in (b(ctx) for b in (BUILDERS if builders is None else builders)) if c is not None]
     names = [c.name for c in built]
     if len(set(names)) != len(names):

@@ -218,6 +218,13 @@ FLOWS: tuple[Flow, ...] = (
         (layout.PROMETHEUS_PORT,),
         "span metrics and other metrics by remote write",
     ),
+    Flow(
+        "tempo-to-prometheus",
+        "tempo",
+        "prometheus",
+        (layout.PROMETHEUS_PORT,),
+        "service graphs and span metrics of the metrics generator by remote write",
+    ),
     # Control plane.
     Flow("agent-to-opamp", "agents", "opamp_servers", (layout.OPAMP_PORT,), "OpAMP from agents' supervisors"),
     Flow("gateway-to-opamp", "gateways", "opamp_servers", (layout.OPAMP_PORT,), "OpAMP from gateways' supervisors"),

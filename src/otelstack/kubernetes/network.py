@@ -13,7 +13,8 @@ stack runs (:data:`DEPLOYED_TIERS`), one NetworkPolicy selects its pods by the t
   and/or ipBlock); the ports are the tier's named listeners, which are its containers' port names;
 - one egress rule per flow out of the tier whose target is reachable: a tier the stack runs (podSelector,
   named ports) or a tier outside the cluster the spec sends to (ipBlock from ``networkPolicies.outside``,
-  any address otherwise, on the port of the spec's endpoint only);
+  any address otherwise, on the port of the spec's endpoint for the gateways' flows, the matrix's port for
+  the others' (Prometheus' scrapes, Grafana's queries));
 - egress to the cluster DNS, and for the tiers that call the Kubernetes API (:data:`API_CALLERS`) egress
   to the API server and the kubelets. NetworkPolicy cannot select the API server (it is not a pod), so its
   addresses come from ``networkPolicies.apiServer.cidrs`` (docs/kubernetes/network-policies.md).

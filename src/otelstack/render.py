@@ -233,7 +233,9 @@ def kubernetes_components(
             if p.kubernetes
         }
     if backend_files is None:
-        runs = any(cluster.backends.enabled(name) for name in type(cluster.backends).model_fields)
+        runs = cluster.clickhouse_schema.enabled or any(
+            cluster.backends.enabled(name) for name in type(cluster.backends).model_fields
+        )
         backend_files = render_backends(spec) if runs else {}
     return render_stack(spec, cluster, collector_configs, backend_files=backend_files)
 

@@ -115,3 +115,27 @@ def test_a_missing_admin_password_stops_the_program() -> None:
     secrets = {k: v for k, v in full["otelstack:secrets"].items() if k != "GRAFANA_ADMIN_PASSWORD"}
     stderr = _run_failing({**full, "otelstack:secrets": secrets})
     assert "grafana-admin needs GRAFANA_ADMIN_PASSWORD" in stderr
+
+
+@functools.cache
+def with_schema_job() -> tuple[Registered, ...]:
+    base = config(ROOT / "configs")
+    image = {"repository": "registry.local/otelstack", "tag": "0.1.0"}
+    cluster = {**base["otelstack:cluster"], "backends": {}, "clickhouseSchema": {"enabled": True, "image": image}}
+    return tuple(run_program(with_all_secrets({**base, "otelstack:cluster": cluster})))
+
+
+def test_the_gateways_wait_for_the_clickhouse_schema_job() -> None:
+    resources = with_schema_job()
+    (job,) = [r for r in resources if r.kind == "Job"]
+    assert component_of(job) == "ClickhouseSchema" and job.name.split("/")[-1].startswith("clickhouse-schema-")
+    gateway = next(r for r in resources if r.kind == "StatefulSet" and r.name.endswith("/otel-gateway"))
+    assert "clickhouse-schema" in gateway.depends_on, gateway.depends_on
+    secret = next(r for r in resources if r.kind == "Secret" and r.name.endswith("observability/otelstack-secrets"))
+    assert (
+        secret.inputs["stringData"]["OTELSTACK_CLICKHOUSE_ADMIN_PASSWORD"]
+        == "value-of-OTELSTACK_CLICKHOUSE_ADMIN_PASSWORD"
+    )
+    check_hardened(job)
+    items = [(r.typ, r.object) for r in resources]
+    assert rules.workloads_without_policy(items) == []

@@ -187,5 +187,7 @@ def component(ctx: StackContext) -> Component:
     ]
     if autoscaled(ctx):
         objects.append(autoscaler(ctx))
-    # After the stores the stack runs (absent ones are dropped): the gateways' first exports find them up.
-    return Component(COMPONENT, tuple(objects), depends_on=("certificates", "prometheus", "tempo", "loki"))
+    # After the stores the stack runs and the ClickHouse schema Job (absent ones are dropped): the gateways'
+    # first exports find the stores up and ClickHouse's tables created (the exporter never creates them).
+    stores = ("prometheus", "tempo", "loki", "clickhouse-schema")
+    return Component(COMPONENT, tuple(objects), depends_on=("certificates", *stores))

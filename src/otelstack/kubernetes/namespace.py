@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from otelstack.kubernetes import grafana, opamp, prometheus
+from otelstack.kubernetes import clickhouse, grafana, opamp, prometheus
 from otelstack.kubernetes.objects import (
     AGENT_PROFILE,
     SECRETS_NAME,
@@ -101,6 +101,7 @@ def component(ctx: StackContext) -> Component:
                 *opamp.secret_names(ctx),
                 *prometheus.secret_names(ctx),
                 *grafana.secret_names(ctx),
+                *clickhouse.secret_names(ctx),
             },
         ),
         namespace_object(ctx.agent_namespace, env, levels=AGENT_LEVELS),

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from otelstack.kubernetes import beyla
+from otelstack.kubernetes import beyla, clickhouse
 from otelstack.kubernetes.objects import Component, K8sObject, metadata, obj
 from otelstack.security import flows, layout
 
@@ -285,6 +285,18 @@ def beyla_policy(ctx: StackContext) -> K8sObject:
     )
 
 
+def schema_job_policy(ctx: StackContext) -> K8sObject:
+    """The ClickHouse schema Job (clickhouse.py) calls ClickHouse's HTTP(S) interface and resolves names;
+    it takes no connection. ClickHouse outside the cluster: ``networkPolicies.outside.clickhouse`` or any
+    address, on the runner's port only."""
+    target = urlsplit(clickhouse.url(ctx))
+    port = target.port or {"http": 80, "https": 443}[target.scheme]
+    outside = ctx.cluster.network_policies.outside.get("clickhouse", [])
+    egress = (["clickhouse", "dns"], [{"to": _ip_blocks(outside), "ports": _numbered([port])}, _dns_rule(ctx)])
+    selector = {"matchLabels": {flows.PART_OF_LABEL: flows.PART_OF, flows.COMPONENT_LABEL: clickhouse.COMPONENT}}
+    return _policy(ctx, f"otelstack-{clickhouse.COMPONENT}", ctx.namespace, selector, egress=egress)
+
+
 # The operator's manager pods (config/manager/manager.yaml of the pinned kustomization) and its ports:
 # the webhook server (config/default/manager_webhook_patch.yaml) and the metrics endpoint.
 OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "opentelemetry-operator", "control-plane": "controller-manager"}
@@ -321,6 +333,8 @@ def component(ctx: StackContext) -> Component | None:
         return None
     objects = [default_deny(ctx, ctx.namespace), default_deny(ctx, ctx.agent_namespace)]
     objects += [tier_policy(ctx, tier) for tier in deployed_tiers(ctx)]
+    if clickhouse.runs(ctx):
+        objects.append(schema_job_policy(ctx))
     depends = ["namespace"]
     if ctx.cluster.beyla.enabled:
         objects += [default_deny(ctx, beyla.namespace(ctx)), beyla_policy(ctx)]

@@ -330,6 +330,31 @@ class BackendWorkloads(Strict):
         return workload.enabled
 
 
+class ClickHouseSchema(Strict):
+    """The Job that applies the rendered ClickHouse DDL (docs/kubernetes/backends.md, "ClickHouse schema")."""
+
+    enabled: bool = Field(
+        False, description="apply build/ENV/clickhouse/ by a Job before the gateways start (otelstack's runner)"
+    )
+    image: Image | None = Field(
+        None, description="an image with otelstack installed; default: `opampServer.image` (the same build)"
+    )
+    url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+$",
+        description="ClickHouse's HTTP(S) interface; default: the host of backends.clickhouse.endpoint on 8443 "
+        "(https, TLS) or 8123 (http, a plaintext endpoint)",
+    )
+    admin_user: str = Field(
+        "otelstack_admin", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="a user allowed to create tables and users"
+    )
+    admin_password_key: str = Field(
+        "OTELSTACK_CLICKHOUSE_ADMIN_PASSWORD",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="key of Secret otelstack-secrets holding the admin user's password",
+    )
+
+
 class ClusterSettings(Strict):
     namespace: str = Field("observability", description="namespace of the platform's workloads")
     agent_namespace: str | None = Field(
@@ -344,6 +369,7 @@ class ClusterSettings(Strict):
     )
     storage_class: str | None = Field(None, description="StorageClass of the volumes; none: the cluster default")
     backends: BackendWorkloads = Field(default_factory=lambda: BackendWorkloads())
+    clickhouse_schema: ClickHouseSchema = Field(default_factory=lambda: ClickHouseSchema())
     ingress: Ingress = Field(default_factory=lambda: Ingress())
     node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of every workload")
     tolerations: list[Toleration] = Field(default_factory=list, description="tolerations of every workload")
@@ -445,6 +471,12 @@ class ClusterSettings(Strict):
                     f"`{key}` is {value!r}, the namespace of `{clash[0]}` too; a part the stack installs gets a "
                     "namespace of its own"
                 )
+        schema = self.clickhouse_schema
+        if schema.enabled and schema.image is None and self.opamp_server.image is None:
+            raise ValueError(
+                "`clickhouseSchema.enabled` is true but no image with otelstack is given; allowed: set "
+                "`clickhouseSchema.image` (or `opampServer.image`, the same build: docs/kubernetes/opamp-server.md)"
+            )
         if self.certificate_renew_before_hours >= self.certificate_duration_hours:
             raise ValueError(
                 f"`certificateRenewBeforeHours` = {self.certificate_renew_before_hours} is not below "

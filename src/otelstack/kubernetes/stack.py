@@ -15,6 +15,7 @@ from otelstack.kubernetes import (
     beyla,
     cert_manager,
     certificates,
+    clickhouse,
     gateway,
     grafana,
     namespace,
@@ -89,6 +90,7 @@ BUILDERS: tuple[Builder, ...] = (
     stores.tempo_component,
     stores.loki_component,
     grafana.component,
+    clickhouse.component,
     network.component,
 )
 

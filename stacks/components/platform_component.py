@@ -12,7 +12,8 @@ them to itself and orders them:
   certificates after cert-manager); a dependency on a component waits for all its children.
 
 Two things are added here and nowhere else, so the plan's export stays free of them: the values of Secrets
-annotated ``otelstack.io/values-from: pulumi-config`` (from the stack's secret config), and, on a cluster
+annotated ``otelstack.io/values-from: pulumi-config`` (from the stack's secret config, or generated once by
+generated.py for the keys listed in ``otelstack.io/generated-keys`` that the config does not give), and, on a cluster
 without nodes (an API server alone, as in the tests), the annotations that keep Pulumi from waiting for
 what only nodes and controllers do: ``pulumi.com/skipAwait`` (no pod ever becomes ready) and
 ``pulumi.com/deletionPropagationPolicy: background`` (no garbage collector removes the foreground-deletion
@@ -32,11 +33,13 @@ import pulumi_kubernetes as k8s
 
 from otelstack.kubernetes.objects import ThirdParty
 from stacks.components import third_party
+from stacks.components.generated import RandomValue
 
 K8sObject = dict[str, Any]
 
 VALUES_FROM = "otelstack.io/values-from"
 VALUES_FROM_CONFIG = "pulumi-config"
+GENERATED_KEYS = "otelstack.io/generated-keys"
 WITHOUT_NODES = {"pulumi.com/skipAwait": "true", "pulumi.com/deletionPropagationPolicy": "background"}
 
 # Lower ranks are created first inside a component.
@@ -116,14 +119,36 @@ def pick(values: Mapping[str, str], keys: Sequence[str], secret: str) -> dict[st
     return {key: values[key] for key in keys}
 
 
-def with_secret_values(obj: K8sObject, values: pulumi.Input[Mapping[str, str]]) -> K8sObject:
-    """A Secret that takes its values from the stack config, with those values filled in (as secrets)."""
+def generated_keys(obj: K8sObject) -> list[str]:
+    """The keys of a Secret the stack may generate (``otelstack.io/generated-keys``, comma-separated)."""
+    annotations = obj["metadata"].get("annotations") or {}
+    text = annotations.get(GENERATED_KEYS) if obj["kind"] == "Secret" else None
+    return sorted(k for k in (text or "").split(",") if k)
+
+
+def with_secret_values(
+    obj: K8sObject, values: pulumi.Input[Mapping[str, str]], parent: pulumi.Resource | None = None
+) -> K8sObject:
+    """A Secret that takes its values from the stack config, with those values filled in (as secrets); a
+    generated key (generated.py) the config does not give takes its generated value."""
     keys = secret_keys(obj)
     if not keys:
         return obj
     filled = copy.deepcopy(obj)
     name = logical_name(obj)
-    filled["stringData"] = pulumi.Output.secret(pulumi.Output.from_input(values).apply(lambda m: pick(m, keys, name)))
+    generated = {
+        key: RandomValue(f"{name}/{key}", opts=pulumi.ResourceOptions(parent=parent)).value
+        for key in generated_keys(obj)
+        if key in keys
+    }
+
+    def resolve(args: list[Any]) -> dict[str, str]:
+        given: Mapping[str, str] = args[0]
+        made = dict(zip(generated, args[1:], strict=True))
+        return pick({**made, **{k: v for k, v in given.items() if v}}, keys, name)
+
+    inputs = pulumi.Output.all(pulumi.Output.from_input(values), *generated.values())
+    filled["stringData"] = pulumi.Output.secret(inputs.apply(resolve))
     return filled
 
 
@@ -160,7 +185,7 @@ class PlatformComponent(pulumi.ComponentResource):
         super().__init__(type_token(component), component, None, opts)
         self.resources = {}
         objects = [for_a_cluster_without_nodes(obj) if args.without_nodes else obj for obj in args.objects]
-        objects = [with_secret_values(obj, args.secret_values) for obj in objects]
+        objects = [with_secret_values(obj, args.secret_values, self) for obj in objects]
         earlier: list[pulumi.Resource] = []
         for level in sorted({rank(obj) for obj in objects}):
             created: list[pulumi.Resource] = []

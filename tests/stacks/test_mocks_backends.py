@@ -139,3 +139,28 @@ def test_the_gateways_wait_for_the_clickhouse_schema_job() -> None:
     check_hardened(job)
     items = [(r.typ, r.object) for r in resources]
     assert rules.workloads_without_policy(items) == []
+
+
+def test_the_clickhouse_users_passwords_are_generated_when_the_config_does_not_give_them() -> None:
+    base = config(ROOT / "configs")
+    image = {"repository": "registry.local/otelstack", "tag": "0.1.0"}
+    cluster = {**base["otelstack:cluster"], "backends": {}, "clickhouseSchema": {"enabled": True, "image": image}}
+    full = with_all_secrets({**base, "otelstack:cluster": cluster})
+    given = {k: v for k, v in full["otelstack:secrets"].items() if "CLICKHOUSE_PASSWORD" not in k and "READER" not in k}
+    resources = run_program({**full, "otelstack:secrets": given})
+    secret = next(r for r in resources if r.kind == "Secret" and r.name.endswith("observability/otelstack-secrets"))
+    data = secret.inputs["stringData"]
+    generated = "observability/otelstack-secrets/OTELSTACK_CLICKHOUSE_PASSWORD"
+    assert data["OTELSTACK_CLICKHOUSE_PASSWORD"] == f"generated-{generated}"
+    assert data["OTELSTACK_CLICKHOUSE_READER_PASSWORD"].startswith("generated-")
+    assert data["OTELSTACK_CLICKHOUSE_ADMIN_PASSWORD"] == "value-of-OTELSTACK_CLICKHOUSE_ADMIN_PASSWORD"
+
+
+def test_the_random_value_provider_makes_a_value_once_and_keeps_it() -> None:
+    from stacks.components.generated import RandomValueProvider
+
+    provider = RandomValueProvider()
+    first, second = provider.create({"bytes": 32}), provider.create({"bytes": 32})
+    assert first.outs["value"] != second.outs["value"] and len(first.outs["value"]) == 43
+    assert provider.diff(first.id, first.outs, {"bytes": 32, "value": None}).changes is False
+    assert provider.diff(first.id, first.outs, {"bytes": 48, "value": None}).replaces == ["bytes"]

@@ -90,6 +90,15 @@ def secret_names(ctx: StackContext) -> tuple[str, ...]:
     return (ctx.cluster.clickhouse_schema.admin_password_key, *user_secret_names(ctx, schema_files(ctx)))
 
 
+def generated_keys(ctx: StackContext) -> tuple[str, ...]:
+    """The users' passwords (users.sql's secrets) the program may generate: the Job sets them on every run,
+    so a generated value reaches ClickHouse, the gateways and Grafana alike. Never the admin password, which
+    ClickHouse already has."""
+    if not runs(ctx):
+        return ()
+    return user_secret_names(ctx, schema_files(ctx))
+
+
 def runs(ctx: StackContext) -> bool:
     return ctx.cluster.clickhouse_schema.enabled
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from otelstack.kubernetes import clickhouse, grafana, opamp, prometheus
 from otelstack.kubernetes.objects import (
     AGENT_PROFILE,
+    GENERATED_KEYS_ANNOTATION,
     SECRETS_NAME,
     VALUES_FROM_ANNOTATION,
     VALUES_FROM_CONFIG,
@@ -67,7 +68,12 @@ def namespace_object(
     )
 
 
-def secrets_object(ctx: StackContext, namespace: str, keys: set[str] | tuple[str, ...]) -> K8sObject:
+def secrets_object(
+    ctx: StackContext, namespace: str, keys: set[str] | tuple[str, ...], generated: tuple[str, ...] = ()
+) -> K8sObject:
+    annotations = {VALUES_FROM_ANNOTATION: VALUES_FROM_CONFIG}
+    if generated:
+        annotations[GENERATED_KEYS_ANNOTATION] = ",".join(sorted(generated))
     return obj(
         "v1",
         "Secret",
@@ -76,7 +82,7 @@ def secrets_object(ctx: StackContext, namespace: str, keys: set[str] | tuple[str
             "namespace",
             namespace=namespace,
             environment=ctx.spec.environment,
-            annotations={VALUES_FROM_ANNOTATION: VALUES_FROM_CONFIG},
+            annotations=annotations,
         ),
         type="Opaque",
         stringData={name: "" for name in sorted(keys)},
@@ -103,6 +109,7 @@ def component(ctx: StackContext) -> Component:
                 *grafana.secret_names(ctx),
                 *clickhouse.secret_names(ctx),
             },
+            clickhouse.generated_keys(ctx),
         ),
         namespace_object(ctx.agent_namespace, env, levels=AGENT_LEVELS),
     ]

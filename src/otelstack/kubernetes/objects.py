@@ -49,6 +49,9 @@ CONFIG_CHECKSUM_ANNOTATION = "otelstack.io/config-sha256"  # changes with the co
 SECRETS_NAME = "otelstack-secrets"
 VALUES_FROM_ANNOTATION = "otelstack.io/values-from"
 VALUES_FROM_CONFIG = "pulumi-config"
+# Keys of such a Secret the program may generate when the config does not give them (stacks/components/
+# generated.py): random once, kept encrypted in the stack's state.
+GENERATED_KEYS_ANNOTATION = "otelstack.io/generated-keys"
 
 # Workload names. The agent's own pod logs are excluded by name in its own namespace
 # (collector/agent.py: ${env:K8S_POD_NAMESPACE}_otel-agent-*).

@@ -21,6 +21,7 @@ from otelstack.backends.prometheus import render_prometheus
 from otelstack.model.spec import PlatformSpec
 
 LOOPBACK = "127.0.0.1"
+VICTORIA_LOGS_OTLP = "/insert/opentelemetry"  # an otlp_http exporter's base URL there (it appends /v1/logs)
 
 
 def get_json(url: str) -> Any:
@@ -113,3 +114,26 @@ def prometheus(binary: str, spec: PlatformSpec, work: Path, port: int) -> Iterat
     log = work / "prometheus.log"
     with start(binary, flags, log, f"{url}/-/ready"):
         yield Prometheus(url, log)
+
+
+@dataclass(frozen=True)
+class VictoriaLogs:
+    """VictoriaLogs' LogsQL query API (the log store the data-path test ends the gateways' Loki exporter in)."""
+
+    url: str
+    log: Path
+
+    def query(self, logsql: str) -> list[dict[str, Any]]:
+        params = urllib.parse.urlencode({"query": logsql})
+        with urllib.request.urlopen(f"{self.url}/select/logsql/query?{params}", timeout=10) as resp:
+            return [json.loads(line) for line in resp.read().decode().splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def victoria_logs(binary: str, work: Path, port: int) -> Iterator[VictoriaLogs]:
+    work.mkdir(parents=True, exist_ok=True)
+    url = f"http://{LOOPBACK}:{port}"
+    flags = [f"-httpListenAddr={LOOPBACK}:{port}", f"-storageDataPath={work / 'data'}", "-retentionPeriod=1d"]
+    log = work / "victoria-logs.log"
+    with start(binary, flags, log, f"{url}/health"):
+        yield VictoriaLogs(url, log)

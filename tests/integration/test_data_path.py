@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import random
 import secrets
@@ -33,7 +34,6 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from otelstack.backends.promtools import locate_tool
 from otelstack.model.loader import load_spec
-from otelstack.security.layout import COLLECTOR_INSTANCE_ENV
 from tests.integration import backend_process
 from tests.integration.data_path import analysis
 from tests.integration.data_path.collectors import Collector, Ports, find_collector, free_port, localise, render
@@ -48,6 +48,7 @@ from tests.integration.data_path.traffic import (
     Ledger,
     Sdk,
     send_critical_trace,
+    send_error_trace_with_logs,
     send_health_span,
     send_logs,
     send_trace,
@@ -56,6 +57,7 @@ from tests.integration.pki_helpers import LabPki, make_pki
 
 BINARY = find_collector()
 PROMETHEUS = locate_tool("prometheus")
+LOG_STORE = locate_tool("victoria-logs")  # Loki's module is AGPL: the nearest real OTLP log store stands in
 pytestmark = pytest.mark.skipif(
     BINARY is None, reason="the real otelcol-contrib is not built: run `make binaries` (.cache/bin/otelcol-contrib)"
 )
@@ -72,6 +74,7 @@ OVERLOAD_GATEWAY = "gw-c"  # not behind the agent: driven directly past its memo
 # so this host's collector_overrides sets the limiter itself.
 OVERLOAD_LIMITER = {"check_interval": "1s", "limit_mib": 160, "spike_limit_mib": 40}
 SINK_METRICS_EXPORTER = "otlp_grpc/metrics_sink"
+SINK_LOGS_EXPORTER = "otlp_http/logs_sink"
 
 
 def platform(
@@ -123,23 +126,30 @@ def platform(
 
 
 def gateway_host(
-    configs: Path, sink_grpc: str, sink_http: str, limiter: dict[str, Any] | None = None
+    configs: Path,
+    sink_grpc: str,
+    sink_http: str,
+    limiter: dict[str, Any] | None = None,
+    log_store: str | None = None,
 ) -> dict[str, Any]:
-    """One gateway's host level: Tempo and Loki point at its own sinks; every metrics pipeline (span
-    metrics, the agents' metrics) also exports to an OTLP sink, through collector_overrides (the tests read
-    every export there; Prometheus holds only what it accepted). The pipelines are read from a first
+    """One gateway's host level: Tempo points at its own sink, Loki at the real log store (``log_store``)
+    or, without one, at its sink; every metrics pipeline (span metrics, the agents' metrics) — and, with a
+    log store, the logs pipeline — also exports to the OTLP sink through collector_overrides (the tests
+    read every export there; a store holds only what it accepted). The pipelines are read from a first
     render, so the override follows the renderer's pipeline layout instead of repeating it."""
-    host: dict[str, Any] = {"backends": {"tempo": {"endpoint": sink_grpc}, "loki": {"endpoint": sink_http}}}
+    loki = log_store or sink_http
+    host: dict[str, Any] = {"backends": {"tempo": {"endpoint": sink_grpc}, "loki": {"endpoint": loki}}}
     base = render(configs, ENV, "gateway-static", host)
+    copies = {"metrics": SINK_METRICS_EXPORTER, **({"logs": SINK_LOGS_EXPORTER} if log_store else {})}
     pipelines = {
-        name: {"exporters": [*pipeline["exporters"], SINK_METRICS_EXPORTER]}
+        name: {"exporters": [*pipeline["exporters"], copies[name.split("/")[0]]]}
         for name, pipeline in base["service"]["pipelines"].items()
-        if name.split("/")[0] == "metrics"
+        if name.split("/")[0] in copies
     }
-    overrides: dict[str, Any] = {
-        "exporters": {SINK_METRICS_EXPORTER: {"endpoint": sink_grpc, "tls": {"insecure": True}}},
-        "service": {"pipelines": pipelines},
-    }
+    exporters: dict[str, Any] = {SINK_METRICS_EXPORTER: {"endpoint": sink_grpc, "tls": {"insecure": True}}}
+    if log_store:
+        exporters[SINK_LOGS_EXPORTER] = {"endpoint": sink_http}
+    overrides: dict[str, Any] = {"exporters": exporters, "service": {"pipelines": pipelines}}
     if limiter:
         overrides["processors"] = {"memory_limiter": limiter}
     return {**host, "collector_overrides": {"gateway": overrides}}
@@ -155,6 +165,7 @@ class Stack:
     app_log: Path
     gateway_config: dict[str, Any]
     prometheus: backend_process.Prometheus | None
+    log_store: backend_process.VictoriaLogs | None
 
     def received(self, signal: str, phase: str | None = None) -> list[Received]:
         items = self.sink.recorder.of(signal)
@@ -200,7 +211,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     gateway_ports = {name: Ports.allocate() for name in names}
     sinks = {name: (sink.grpc_listener(name, free_port()), sink.http_listener(name, free_port())) for name in names}
     hostnames = [f"127.0.0.1:{gateway_ports[g].otlp_grpc}" for g in GATEWAYS]
-    prometheus_port = free_port()
+    prometheus_port, log_store_port = free_port(), free_port()
+    log_store_url = f"http://127.0.0.1:{log_store_port}{backend_process.VICTORIA_LOGS_OTLP}"
     remote_write = f"http://127.0.0.1:{prometheus_port}/api/v1/write" if PROMETHEUS else None
     configs = write_env(tmp, ENV, platform(hostnames, free_port(), app_log, sinks[GATEWAYS[0]], remote_write))
 
@@ -208,12 +220,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     gateway_config: dict[str, Any] = {}
     for name in names:
         limiter = OVERLOAD_LIMITER if name == OVERLOAD_GATEWAY else None
-        config = render(configs, ENV, "gateway-static", gateway_host(configs, *sinks[name], limiter))
+        host = gateway_host(configs, *sinks[name], limiter, log_store_url if LOG_STORE else None)
+        config = render(configs, ENV, "gateway-static", host)
         if name == GATEWAYS[0]:
             gateway_config = copy.deepcopy(config)
-        # The gateway's name, as systemd's %H (VMs) or the pod name (Kubernetes) gives it.
-        named = {**env, COLLECTOR_INSTANCE_ENV: name}
-        gateways[name] = _collector(name, config, tmp, pki, named, gateway_ports[name])
+        gateways[name] = _collector(name, config, tmp, pki, env, gateway_ports[name])
 
     agent = _collector("agent", render(configs, ENV, "agent-vm-static"), tmp, pki, env)
     print(analysis.table("localised (rendered value -> test value), agent", ("change",), ((c,) for c in agent.changes)))
@@ -221,7 +232,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     everyone = [*gateways.values(), agent]
     backends = contextlib.ExitStack()
     try:
-        prometheus = None
+        prometheus, log_store = None, None
+        if LOG_STORE:
+            log_store = backends.enter_context(
+                backend_process.victoria_logs(LOG_STORE, tmp / "victoria-logs", log_store_port)
+            )
         if PROMETHEUS:
             spec = load_spec(configs, ENV)
             prometheus = backends.enter_context(
@@ -245,7 +260,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # file_log skips what the file held when first seen (start_at: end): write test lines only after.
         assert _wait(lambda: bool(agent.log_lines("Started watching file")), 10, step=0.1), agent.log_tail()
         print(f"stack up in {time.monotonic() - started:.1f}s")
-        yield Stack(agent, gateways, sink, pki, token, app_log, gateway_config, prometheus)
+        yield Stack(agent, gateways, sink, pki, token, app_log, gateway_config, prometheus, log_store)
     finally:
         for c in everyone:
             c.stop()
@@ -521,10 +536,11 @@ REMOTE_WRITE_FAILED = "otelcol_exporter_send_failed_metric_points"
 
 def test_span_metrics_and_exemplars_reach_the_real_prometheus(stack: Stack, main_run: MainRun) -> None:
     """Both gateways compute span metrics for the same services and remote-write them to one Prometheus.
-    Each series carries its gateway (``otelstack_gateway``): Prometheus takes every sample (no "duplicate
-    sample for timestamp" refusals, which the exporter drops as permanent), the calls summed over the
-    gateways are the spans sent, and the duration histogram's exemplars name trace ids of this run, among
-    them traces the trace backend kept — the metric → trace link Grafana follows."""
+    Each series carries its gateway's ``collector.instance.id`` (the connector's own dimension, which
+    otelstack validate refuses to exclude): Prometheus takes every sample (no "duplicate sample for
+    timestamp" refusals, which the exporter drops as permanent), the calls summed over the gateways are the
+    spans sent, and the duration histogram's exemplars name trace ids of this run, among them traces the
+    trace backend kept — the metric → trace link Grafana follows."""
     if stack.prometheus is None:
         pytest.skip("prometheus is not built: `make binaries`")
     prom = stack.prometheus
@@ -536,9 +552,9 @@ def test_span_metrics_and_exemplars_reach_the_real_prometheus(stack: Stack, main
 
     _wait(lambda: counted() >= main_run.ledger.spans, 60, step=1.0)
     time.sleep(3)  # one more flush would show up as a count above the spans sent
-    by_gateway = {
-        r["metric"].get("otelstack_gateway", ""): float(r["value"][1])
-        for r in prom.query(f"sum by (otelstack_gateway) ({CALLS_SERIES})")
+    by_instance = {
+        r["metric"].get("collector_instance_id", ""): float(r["value"][1])
+        for r in prom.query(f"sum by (collector_instance_id) ({CALLS_SERIES})")
     }
     services = {r["metric"]["service_name"] for r in prom.query(f"sum by (service_name) ({CALLS_SERIES})")}
     exemplars = prom.exemplars(DURATION_BUCKETS)
@@ -558,7 +574,10 @@ def test_span_metrics_and_exemplars_reach_the_real_prometheus(stack: Stack, main
             ("figure", "value"),
             [
                 ("spans sent (health checks excluded)", main_run.ledger.spans),
-                *((f"calls in Prometheus, otelstack_gateway={g or '(none)'}", int(n)) for g, n in by_gateway.items()),
+                *(
+                    (f"calls in Prometheus, collector_instance_id={i or '(none)'}", int(n))
+                    for i, n in by_instance.items()
+                ),
                 ("services with calls series", len(services)),
                 ("exemplars on the duration histogram", len(exemplars)),
                 ("  naming a trace of this run", len(exemplar_traces & set(main_run.ledger.traces))),
@@ -567,13 +586,77 @@ def test_span_metrics_and_exemplars_reach_the_real_prometheus(stack: Stack, main
             ],
         )
     )
-    assert set(by_gateway) == set(GATEWAYS), f"span metrics are not told apart by gateway: {by_gateway}"
-    assert sum(by_gateway.values()) == main_run.ledger.spans, "Prometheus does not hold every span's call"
+    # One series set per gateway (the load balancer gave both of them traces of every service).
+    assert len(by_instance) == len(GATEWAYS) and "" not in by_instance, f"not told apart by gateway: {by_instance}"
+    assert sum(by_instance.values()) == main_run.ledger.spans, "Prometheus does not hold every span's call"
     assert services == {*SERVICES, CRITICAL}, services
     assert all(n == 0 for n in failed.values()), f"Prometheus refused remote-written points: {failed}"
     assert exemplars, "no exemplar reached Prometheus (exemplar storage, the connector's exemplars)"
     assert exemplar_traces <= set(main_run.ledger.traces), "exemplars name traces that were never sent"
     assert exemplar_traces & kept, "no exemplar points at a trace the trace backend holds"
+
+
+# --- one failed request, followed from the trace to its logs and its exemplar ------------------------------
+
+CORRELATED_PHASE = "correlated"
+CORRELATED_LOGS = 3
+
+
+@pytest.fixture(scope="module")
+def correlated(stack: Stack) -> str:
+    """The trace id of one failed checkout whose client span logged CORRELATED_LOGS errors, once the trace
+    backend's sink holds the trace."""
+    ledger = Ledger()
+    s = Sdk(stack.agent.otlp_grpc, CORRELATED_PHASE)
+    try:
+        sent = send_error_trace_with_logs(s, ledger, SERVICES[1], CORRELATED_LOGS)
+        s.flush()
+    finally:
+        s.shutdown()
+
+    def trace_in() -> bool:
+        return any(sp.trace_id == sent.trace_id for sp in analysis.spans(stack.received("traces", CORRELATED_PHASE)))
+
+    assert _wait(trace_in, 30), "the error trace did not reach the trace backend (tail sampling keeps errors)"
+    return sent.trace_id
+
+
+def test_a_failed_request_is_found_by_its_trace_id_in_the_log_store_and_as_an_exemplar(
+    stack: Stack, correlated: str
+) -> None:
+    """The links Grafana follows, on real stores: the logs the SDK wrote inside the failed span are found in
+    the log store by the trace's id (redacted on the way), and Prometheus holds an exemplar of the span
+    metrics naming that trace."""
+    if stack.log_store is None or stack.prometheus is None:
+        pytest.skip("victoria-logs or prometheus is not built: `make binaries`")
+    store, prom = stack.log_store, stack.prometheus
+    found: list[dict[str, Any]] = []
+
+    def logs_in() -> bool:
+        found[:] = store.query(f'trace_id:"{correlated}"')
+        return len(found) >= CORRELATED_LOGS
+
+    def exemplar_in() -> bool:
+        return any(e["labels"].get("trace_id") == correlated for e in prom.exemplars(DURATION_BUCKETS))
+
+    _wait(logs_in, 30)
+    _wait(exemplar_in, 45, step=1.0)  # span metrics flush every 15 s
+    exemplar = exemplar_in()
+    print(
+        analysis.table(
+            f"4c. one failed request (trace {correlated}) on the real stores",
+            ("store", "found"),
+            [
+                (f"log store ({LOG_STORE}): records with trace_id", len(found)),
+                ("  of them with the secret", sum(SECRET in json.dumps(r) for r in found)),
+                (f"Prometheus: exemplar naming the trace on {DURATION_BUCKETS}", exemplar),
+            ],
+        )
+    )
+    assert len(found) == CORRELATED_LOGS, found
+    assert all(r.get("service.name") == SERVICES[1] for r in found), found
+    assert not any(SECRET in json.dumps(r) for r in found), "a secret reached the log store"
+    assert exemplar, "no exemplar in Prometheus names the failed request's trace"
 
 
 # --- a gateway killed with SIGKILL while traffic flows ----------------------------------------------------

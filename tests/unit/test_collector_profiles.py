@@ -195,6 +195,23 @@ def test_gateway_pipelines_spanmetrics_before_sampling_and_exporters_per_signal(
         assert config["exporters"][exporter]["sending_queue"]["storage"] == "file_storage/queue"
 
 
+def test_gateway_span_metrics_keep_the_collector_instance_dimension() -> None:
+    """The gateways' span metrics are told apart in Prometheus by collector.instance.id (tests/integration/
+    test_data_path.py sees one series set per gateway there); excluding it is refused."""
+    from otelstack.validate.collector import validate_collector_config
+
+    config = build_collector(spec(), "gateway")
+    connector = canonical("connector", "spanmetrics")
+    assert "collector.instance.id" not in config["connectors"][connector].get("exclude_dimensions", [])
+    assert validate_collector_config(config, source="gw.yaml", insecure_allowed=False) == []
+    config["connectors"][connector]["exclude_dimensions"] = ["collector.instance.id"]
+    found = validate_collector_config(config, source="gw.yaml", insecure_allowed=True)
+    assert [(f.where, f.severity) for f in found] == [
+        (f"gw.yaml: connectors.{connector}.exclude_dimensions", "error")
+    ], found
+    assert "Prometheus would keep one gateway's count at a time" in found[0].message
+
+
 def test_clickhouse_trusts_the_platform_ca_like_every_backend() -> None:
     config = build_collector(spec(), "gateway")
     tempo_tls = config["exporters"][f"{OTLP_X}/tempo"]["tls"]

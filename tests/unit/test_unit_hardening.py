@@ -71,14 +71,3 @@ def test_sizing_lookup_gives_the_tier_memory_limit() -> None:
     assert sizing["agent"]["memory_limit_mib"] == expected.agent.memory_limit_mib
     # The collector's memory_limiter acts below MemoryMax.
     assert expected.gateway.memory_limiter_limit_mib < expected.gateway.memory_limit_mib
-
-
-def test_environment_lines_are_rendered_sorted_and_collectors_get_their_name() -> None:
-    unit = _unit(common_environment={"B": "2", "OTELSTACK_COLLECTOR_INSTANCE": "%H"}).splitlines()
-    assert [line for line in unit if line.startswith("Environment=")] == [
-        "Environment=B=2",
-        "Environment=OTELSTACK_COLLECTOR_INSTANCE=%H",
-    ]
-    assert not any(line.startswith("Environment=") for line in _unit().splitlines())
-    tasks = (ROOT / "roles/otel_collector/tasks/present.yml").read_text()
-    assert "common_environment: \"{{ {__otel_collector_layout.env.collector_instance: '%H'} }}\"" in tasks

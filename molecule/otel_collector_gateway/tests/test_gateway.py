@@ -152,25 +152,3 @@ def test_real_collector_handshakes_with_the_service_name(host) -> None:  # type:
     assert sent.get("otlp_grpc/service", 0) > 0, (sent, log[-3000:])
     assert sent.get("load_balancing", 0) > 0, (sent, log[-3000:])
 
-
-def test_the_collector_knows_its_gateway_name(host) -> None:  # type: ignore[no-untyped-def]
-    """Span metrics carry the gateway's name (``${env:OTELSTACK_COLLECTOR_INSTANCE}``, systemd's %H), so two
-    gateways never write the same Prometheus series: the running collector (the supervisor's child, which
-    inherits the unit's environment) has it, set to the host name."""
-    find = """
-import pathlib
-for p in pathlib.Path("/proc").glob("[0-9]*"):
-    try:
-        if (p / "comm").read_text().strip() == "otelcol-contrib":
-            print((p / "environ").read_bytes().decode().replace(chr(0), chr(10)))
-    except OSError:
-        pass
-"""
-    host.run(f"cat > /tmp/collector_env.py <<'EOF'\n{find}\nEOF")
-    environ = host.check_output("python3 /tmp/collector_env.py").splitlines()
-    hostname = host.check_output("hostname")
-    assert f"OTELSTACK_COLLECTOR_INSTANCE={hostname}" in environ, environ
-    assert (
-        'set(datapoint.attributes["otelstack.gateway"], "${env:OTELSTACK_COLLECTOR_INSTANCE}")'
-        in host.file("/etc/otelcol-contrib/gateway.yaml").content_string
-    )

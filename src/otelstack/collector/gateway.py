@@ -26,7 +26,7 @@ from otelstack.collector.hygiene import (
 from otelstack.collector.opamp import opamp_extension
 from otelstack.collector.sampling import tail_sampling
 from otelstack.model.spec import PlatformSpec
-from otelstack.security.layout import COLLECTOR_INSTANCE_ENV, OTLP_GRPC_PORT, OTLP_HTTP_PORT
+from otelstack.security.layout import OTLP_GRPC_PORT, OTLP_HTTP_PORT
 from otelstack.sizing import size_platform
 
 
@@ -69,7 +69,6 @@ def render_gateway(spec: PlatformSpec, paths: Paths, *, opamp_extension_enabled:
     p_card = cid("processor", "transform", "cardinality")
     p_resource = cid("processor", "resource", "gateway")
     p_batch = cid("processor", "batch")
-    p_source = cid("processor", "transform", "span_metrics_source")
     resource_attrs: list[Config] = [
         {"key": "deployment.environment.name", "value": spec.environment, "action": "insert"}
     ]
@@ -84,7 +83,6 @@ def render_gateway(spec: PlatformSpec, paths: Paths, *, opamp_extension_enabled:
         p_card: cardinality_transform(spec.cardinality),
         p_resource: {"attributes": resource_attrs},
         p_batch: {"timeout": "1s", "send_batch_size": 8192, "send_batch_max_size": 16384},
-        p_source: span_metrics_source(),
     }
 
     c_spanmetrics = cid("connector", "spanmetrics")
@@ -183,7 +181,7 @@ def render_gateway(spec: PlatformSpec, paths: Paths, *, opamp_extension_enabled:
     }
     pipelines["metrics/spanmetrics"] = {
         "receivers": [c_spanmetrics],
-        "processors": [p_mem, p_source, p_resource, p_batch],
+        "processors": [p_mem, p_resource, p_batch],
         "exporters": metrics_targets,
     }
     if logs_out:
@@ -206,22 +204,6 @@ def render_gateway(spec: PlatformSpec, paths: Paths, *, opamp_extension_enabled:
             "pipelines": pipelines,
             "telemetry": telemetry(spec, supervised=not opamp_extension_enabled),
         },
-    }
-
-
-SPAN_METRICS_SOURCE = "otelstack.gateway"
-
-
-def span_metrics_source() -> Config:
-    """Every gateway computes span metrics for the traces the load balancer gives it, so the same service
-    has the same series on every gateway, each with its own cumulative count. Written under one label set,
-    Prometheus refuses the second writer's samples ("duplicate sample for timestamp", a 400 the exporter
-    drops as permanent) and any that do land interleave two counters into false resets. Each data point
-    carries the gateway's name; queries sum over it."""
-    name = "${env:" + COLLECTOR_INSTANCE_ENV + "}"
-    return {
-        "error_mode": "ignore",
-        "metric_statements": [f'set(datapoint.attributes["{SPAN_METRICS_SOURCE}"], "{name}")'],
     }
 
 

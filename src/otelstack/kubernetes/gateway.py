@@ -34,7 +34,7 @@ from otelstack.kubernetes.objects import (
     pod_security_context,
     selector_labels,
 )
-from otelstack.security.layout import COLLECTOR_INSTANCE_ENV, K8S, OTLP_GRPC_PORT, OTLP_HTTP_PORT
+from otelstack.security.layout import K8S, OTLP_GRPC_PORT, OTLP_HTTP_PORT
 
 if TYPE_CHECKING:
     from otelstack.kubernetes.stack import StackContext
@@ -65,7 +65,7 @@ def statefulset(ctx: StackContext) -> K8sObject:
         PROFILE,
         ctx.sizing.gateway,
         ports=[("otlp-grpc", OTLP_GRPC_PORT), ("otlp-http", OTLP_HTTP_PORT)],
-        fields={COLLECTOR_INSTANCE_ENV: "metadata.name"},
+        fields={},
         mounts=[{"name": STATE_VOLUME, "mountPath": K8S.state_dir}],
         lifecycle={"preStop": {"sleep": {"seconds": drain}}} if drain else None,
     )

@@ -111,9 +111,6 @@ K8S = KubernetesLayout()
 INGEST_TOKEN_ENV = "OTELSTACK_INGEST_TOKEN"  # bearer token agents present to gateways
 OPAMP_TOKEN_ENV = "OTELSTACK_OPAMP_TOKEN"  # bearer token collectors present to the OpAMP server
 CLICKHOUSE_PASSWORD_ENV = "OTELSTACK_CLICKHOUSE_PASSWORD"
-# Not a secret: the gateway's own name (the host on a VM, systemd's %H; the pod on Kubernetes), which its
-# span metrics carry so that gateways never write the same series (collector/gateway.py).
-COLLECTOR_INSTANCE_ENV = "OTELSTACK_COLLECTOR_INSTANCE"
 
 
 def vm_facts() -> dict[str, object]:
@@ -150,6 +147,5 @@ def vm_facts() -> dict[str, object]:
         "ingest_token": INGEST_TOKEN_ENV,
         "opamp_token": OPAMP_TOKEN_ENV,
         "clickhouse_password": CLICKHOUSE_PASSWORD_ENV,
-        "collector_instance": COLLECTOR_INSTANCE_ENV,
     }
     return {**paths, "ports": ports, "env": env}

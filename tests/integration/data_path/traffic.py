@@ -203,3 +203,28 @@ def send_logs(s: Sdk, ledger: Ledger, rng: random.Random, count: int) -> None:
             attributes={"password": SECRET, "http.request.header.authorization": f"Bearer {SECRET}", "seq": i},
         )
         ledger.logs += 1
+
+
+def send_error_trace_with_logs(s: Sdk, ledger: Ledger, service: str, logs: int) -> SentTrace:
+    """A failed request: a server span and a client span, both ERROR, and ``logs`` ERROR log records emitted
+    inside the client span, so the SDK stamps them with its trace and span id (the trace → logs link)."""
+    tracer, logger = s.tracers[service], s.loggers[service]
+    with tracer.start_as_current_span("POST /checkout", kind=SpanKind.SERVER) as root:
+        root.set_attribute("http.request.method", "POST")
+        root.set_attribute("http.route", "/checkout")
+        root.set_attribute("http.response.status_code", 502)
+        with tracer.start_as_current_span("charge", kind=SpanKind.CLIENT) as span:
+            for i in range(logs):
+                logger.emit(
+                    body=f"charge failed ({i}): upstream refused, password={SECRET}",
+                    severity_number=SeverityNumber.ERROR,
+                    severity_text="ERROR",
+                    attributes={"attempt": i},
+                )
+                ledger.logs += 1
+            span.set_status(Status(StatusCode.ERROR, "upstream refused"))
+        root.set_status(Status(StatusCode.ERROR, "charge failed"))
+        trace_id = format(root.get_span_context().trace_id, "032x")
+    sent = SentTrace(trace_id, 2, error=True, critical=service == CRITICAL, sent_at=time.monotonic())
+    ledger.traces[trace_id] = sent
+    return sent

@@ -8,6 +8,7 @@ import contextlib
 import json
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -137,3 +138,61 @@ def victoria_logs(binary: str, work: Path, port: int) -> Iterator[VictoriaLogs]:
     log = work / "victoria-logs.log"
     with start(binary, flags, log, f"{url}/health"):
         yield VictoriaLogs(url, log)
+
+
+@dataclass(frozen=True)
+class Jaeger:
+    """Jaeger v2's query API (the trace store the data-path test ends the gateways' Tempo exporter in)."""
+
+    query_url: str
+    otlp_grpc: str  # host:port of its OTLP/gRPC receiver
+    log: Path
+
+    def spans_of(self, trace_id: str) -> list[dict[str, Any]]:
+        """The spans stored for ``trace_id`` (OTLP JSON), none when the trace is unknown."""
+        try:
+            answer = get_json(f"{self.query_url}/api/v3/traces/{trace_id}")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise
+        return [
+            span
+            for rs in answer.get("result", {}).get("resourceSpans", [])
+            for ss in rs.get("scopeSpans", [])
+            for span in ss.get("spans", [])
+        ]
+
+
+def jaeger_config(otlp_port: int, query_port: int, query_grpc_port: int) -> dict[str, Any]:
+    """Jaeger v2 (a collector distribution) with in-memory storage: OTLP/gRPC in, the query API out, on
+    loopback only and without its own telemetry listener."""
+    storage = "memory_store"
+    return {
+        "service": {
+            "extensions": ["jaeger_storage", "jaeger_query"],
+            "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["jaeger_storage_exporter"]}},
+            "telemetry": {"metrics": {"level": "none"}},
+        },
+        "extensions": {
+            "jaeger_storage": {"backends": {storage: {"memory": {"max_traces": 100000}}}},
+            "jaeger_query": {
+                "storage": {"traces": storage},
+                "http": {"endpoint": f"{LOOPBACK}:{query_port}"},
+                "grpc": {"endpoint": f"{LOOPBACK}:{query_grpc_port}"},
+            },
+        },
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{LOOPBACK}:{otlp_port}"}}}},
+        "exporters": {"jaeger_storage_exporter": {"trace_storage": storage}},
+    }
+
+
+@contextlib.contextmanager
+def jaeger(binary: str, work: Path, otlp_port: int, query_port: int, query_grpc_port: int) -> Iterator[Jaeger]:
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "jaeger.yaml"
+    config.write_text(yaml.safe_dump(jaeger_config(otlp_port, query_port, query_grpc_port), sort_keys=False))
+    url = f"http://{LOOPBACK}:{query_port}"
+    log = work / "jaeger.log"
+    with start(binary, [f"--config={config}"], log, f"{url}/api/services"):
+        yield Jaeger(url, f"{LOOPBACK}:{otlp_port}", log)

@@ -58,6 +58,7 @@ from tests.integration.pki_helpers import LabPki, make_pki
 BINARY = find_collector()
 PROMETHEUS = locate_tool("prometheus")
 LOG_STORE = locate_tool("victoria-logs")  # Loki's module is AGPL: the nearest real OTLP log store stands in
+TRACE_STORE = locate_tool("jaeger")  # Tempo's module is AGPL: the nearest real OTLP trace store stands in
 pytestmark = pytest.mark.skipif(
     BINARY is None, reason="the real otelcol-contrib is not built: run `make binaries` (.cache/bin/otelcol-contrib)"
 )
@@ -75,6 +76,7 @@ OVERLOAD_GATEWAY = "gw-c"  # not behind the agent: driven directly past its memo
 OVERLOAD_LIMITER = {"check_interval": "1s", "limit_mib": 160, "spike_limit_mib": 40}
 SINK_METRICS_EXPORTER = "otlp_grpc/metrics_sink"
 SINK_LOGS_EXPORTER = "otlp_http/logs_sink"
+SINK_TRACES_EXPORTER = "otlp_grpc/traces_sink"
 
 
 def platform(
@@ -131,24 +133,38 @@ def gateway_host(
     sink_http: str,
     limiter: dict[str, Any] | None = None,
     log_store: str | None = None,
+    trace_store: str | None = None,
 ) -> dict[str, Any]:
-    """One gateway's host level: Tempo points at its own sink, Loki at the real log store (``log_store``)
-    or, without one, at its sink; every metrics pipeline (span metrics, the agents' metrics) — and, with a
-    log store, the logs pipeline — also exports to the OTLP sink through collector_overrides (the tests
-    read every export there; a store holds only what it accepted). The pipelines are read from a first
-    render, so the override follows the renderer's pipeline layout instead of repeating it."""
-    loki = log_store or sink_http
-    host: dict[str, Any] = {"backends": {"tempo": {"endpoint": sink_grpc}, "loki": {"endpoint": loki}}}
+    """One gateway's host level: Tempo points at the real trace store (``trace_store``) and Loki at the
+    real log store (``log_store``), each at the gateway's own sink when there is no store; every metrics
+    pipeline (span metrics, the agents' metrics) — and, where a store is used, the traces or logs pipeline —
+    also exports to the OTLP sink through collector_overrides (the tests read every export there; a store
+    holds only what it accepted). The pipelines are read from a first render, so the override follows the
+    renderer's pipeline layout instead of repeating it."""
+    tempo, loki = trace_store or sink_grpc, log_store or sink_http
+    host: dict[str, Any] = {"backends": {"tempo": {"endpoint": tempo}, "loki": {"endpoint": loki}}}
     base = render(configs, ENV, "gateway-static", host)
-    copies = {"metrics": SINK_METRICS_EXPORTER, **({"logs": SINK_LOGS_EXPORTER} if log_store else {})}
+    copies = {
+        "metrics": SINK_METRICS_EXPORTER,
+        **({"logs": SINK_LOGS_EXPORTER} if log_store else {}),
+        **({"traces": SINK_TRACES_EXPORTER} if trace_store else {}),
+    }
+
+    def copy_to(name: str) -> str | None:
+        signal = name.split("/")[0]
+        # The sampled traces only: traces/spanmetrics ends in the span_metrics connector, not in Tempo.
+        return copies.get(signal) if signal != "traces" or name == "traces" else None
+
     pipelines = {
-        name: {"exporters": [*pipeline["exporters"], copies[name.split("/")[0]]]}
+        name: {"exporters": [*pipeline["exporters"], sink]}
         for name, pipeline in base["service"]["pipelines"].items()
-        if name.split("/")[0] in copies
+        if (sink := copy_to(name))
     }
     exporters: dict[str, Any] = {SINK_METRICS_EXPORTER: {"endpoint": sink_grpc, "tls": {"insecure": True}}}
     if log_store:
         exporters[SINK_LOGS_EXPORTER] = {"endpoint": sink_http}
+    if trace_store:
+        exporters[SINK_TRACES_EXPORTER] = {"endpoint": sink_grpc, "tls": {"insecure": True}}
     overrides: dict[str, Any] = {"exporters": exporters, "service": {"pipelines": pipelines}}
     if limiter:
         overrides["processors"] = {"memory_limiter": limiter}
@@ -166,6 +182,7 @@ class Stack:
     gateway_config: dict[str, Any]
     prometheus: backend_process.Prometheus | None
     log_store: backend_process.VictoriaLogs | None
+    trace_store: backend_process.Jaeger | None
 
     def received(self, signal: str, phase: str | None = None) -> list[Received]:
         items = self.sink.recorder.of(signal)
@@ -212,6 +229,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     sinks = {name: (sink.grpc_listener(name, free_port()), sink.http_listener(name, free_port())) for name in names}
     hostnames = [f"127.0.0.1:{gateway_ports[g].otlp_grpc}" for g in GATEWAYS]
     prometheus_port, log_store_port = free_port(), free_port()
+    jaeger_ports = (free_port(), free_port(), free_port())  # OTLP/gRPC, query HTTP, query gRPC
+    trace_store_url = f"127.0.0.1:{jaeger_ports[0]}"
     log_store_url = f"http://127.0.0.1:{log_store_port}{backend_process.VICTORIA_LOGS_OTLP}"
     remote_write = f"http://127.0.0.1:{prometheus_port}/api/v1/write" if PROMETHEUS else None
     configs = write_env(tmp, ENV, platform(hostnames, free_port(), app_log, sinks[GATEWAYS[0]], remote_write))
@@ -220,7 +239,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     gateway_config: dict[str, Any] = {}
     for name in names:
         limiter = OVERLOAD_LIMITER if name == OVERLOAD_GATEWAY else None
-        host = gateway_host(configs, *sinks[name], limiter, log_store_url if LOG_STORE else None)
+        host = gateway_host(
+            configs,
+            *sinks[name],
+            limiter,
+            log_store_url if LOG_STORE else None,
+            trace_store_url if TRACE_STORE else None,
+        )
         config = render(configs, ENV, "gateway-static", host)
         if name == GATEWAYS[0]:
             gateway_config = copy.deepcopy(config)
@@ -232,7 +257,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     everyone = [*gateways.values(), agent]
     backends = contextlib.ExitStack()
     try:
-        prometheus, log_store = None, None
+        prometheus, log_store, trace_store = None, None, None
+        if TRACE_STORE:
+            trace_store = backends.enter_context(backend_process.jaeger(TRACE_STORE, tmp / "jaeger", *jaeger_ports))
         if LOG_STORE:
             log_store = backends.enter_context(
                 backend_process.victoria_logs(LOG_STORE, tmp / "victoria-logs", log_store_port)
@@ -260,7 +287,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # file_log skips what the file held when first seen (start_at: end): write test lines only after.
         assert _wait(lambda: bool(agent.log_lines("Started watching file")), 10, step=0.1), agent.log_tail()
         print(f"stack up in {time.monotonic() - started:.1f}s")
-        yield Stack(agent, gateways, sink, pki, token, app_log, gateway_config, prometheus, log_store)
+        yield Stack(agent, gateways, sink, pki, token, app_log, gateway_config, prometheus, log_store, trace_store)
     finally:
         for c in everyone:
             c.stop()
@@ -621,16 +648,19 @@ def correlated(stack: Stack) -> str:
     return sent.trace_id
 
 
-def test_a_failed_request_is_found_by_its_trace_id_in_the_log_store_and_as_an_exemplar(
-    stack: Stack, correlated: str
-) -> None:
-    """The links Grafana follows, on real stores: the logs the SDK wrote inside the failed span are found in
-    the log store by the trace's id (redacted on the way), and Prometheus holds an exemplar of the span
-    metrics naming that trace."""
-    if stack.log_store is None or stack.prometheus is None:
-        pytest.skip("victoria-logs or prometheus is not built: `make binaries`")
-    store, prom = stack.log_store, stack.prometheus
+def test_a_failed_request_is_found_by_its_trace_id_in_every_store(stack: Stack, correlated: str) -> None:
+    """The links Grafana follows, on real stores: the trace store returns the failed trace by its id, the
+    logs the SDK wrote inside the failed span are found in the log store by that id (redacted on the way),
+    and Prometheus holds an exemplar of the span metrics naming it."""
+    if stack.log_store is None or stack.prometheus is None or stack.trace_store is None:
+        pytest.skip("jaeger, victoria-logs or prometheus is not built: `make binaries`")
+    traces, store, prom = stack.trace_store, stack.log_store, stack.prometheus
     found: list[dict[str, Any]] = []
+    spans: list[dict[str, Any]] = []
+
+    def trace_in() -> bool:
+        spans[:] = traces.spans_of(correlated)
+        return len(spans) >= 2
 
     def logs_in() -> bool:
         found[:] = store.query(f'trace_id:"{correlated}"')
@@ -639,6 +669,7 @@ def test_a_failed_request_is_found_by_its_trace_id_in_the_log_store_and_as_an_ex
     def exemplar_in() -> bool:
         return any(e["labels"].get("trace_id") == correlated for e in prom.exemplars(DURATION_BUCKETS))
 
+    _wait(trace_in, 30)
     _wait(logs_in, 30)
     _wait(exemplar_in, 45, step=1.0)  # span metrics flush every 15 s
     exemplar = exemplar_in()
@@ -647,12 +678,16 @@ def test_a_failed_request_is_found_by_its_trace_id_in_the_log_store_and_as_an_ex
             f"4c. one failed request (trace {correlated}) on the real stores",
             ("store", "found"),
             [
+                (f"trace store ({TRACE_STORE}): spans of the trace", len(spans)),
+                ("  of them with the secret", sum(SECRET in json.dumps(sp) for sp in spans)),
                 (f"log store ({LOG_STORE}): records with trace_id", len(found)),
                 ("  of them with the secret", sum(SECRET in json.dumps(r) for r in found)),
                 (f"Prometheus: exemplar naming the trace on {DURATION_BUCKETS}", exemplar),
             ],
         )
     )
+    assert sorted(sp["name"] for sp in spans) == ["POST /checkout", "charge"], spans
+    assert not any(SECRET in json.dumps(sp) for sp in spans), "a secret reached the trace store"
     assert len(found) == CORRELATED_LOGS, found
     assert all(r.get("service.name") == SERVICES[1] for r in found), found
     assert not any(SECRET in json.dumps(r) for r in found), "a secret reached the log store"

@@ -253,3 +253,54 @@ def test_routes_are_normalised_on_spans_so_span_metrics_aggregate_one_series(tmp
     assert len(points) == 1, "one series for both orders, not two with the same labels"
     assert "-> http.route: Str(/orders/{id})" in calls
     assert re.search(r"^Value: 2$", calls, flags=re.M), "both spans counted"
+
+
+def test_redaction_scrubs_spans_without_events_as_well_as_spans_with_them(tmp: Path) -> None:
+    """Span and span-event statements in one list make the processor infer the spanevent context, which runs
+    the span statements once per event: a span without events passed with its secrets. The render keeps
+    them in two groups; the real collector proves both kinds of span are scrubbed."""
+    config = build_collector(spec(), "gateway")
+    collector = Collector(
+        tmp,
+        {"transform/redact": config["processors"]["transform/redact"]},
+        {"traces": {"receivers": ["otlp"], "processors": ["transform/redact"], "exporters": ["debug"]}},
+    )
+    now = time.time_ns()
+    secrets_ = {
+        "password": "plain-secret",
+        "http.request.header.authorization": "Bearer header-secret",
+        "db.query.text": "update u set password='query-secret'",
+        "user.email": "mail-secret@example.com",
+    }
+
+    def span(i: int, events: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "traceId": f"{i + 1:032x}",
+            "spanId": f"{i + 1:016x}",
+            "name": f"span-{i}",
+            "kind": 3,
+            "startTimeUnixNano": str(now),
+            "endTimeUnixNano": str(now + 1_000_000),
+            "attributes": attrs(secrets_),
+            "events": events,
+        }
+
+    event = {"name": "e", "timeUnixNano": str(now), "attributes": attrs({"password": "event-secret"})}
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": attrs({"service.name": "checkout"})},
+                "scopeSpans": [{"spans": [span(0, []), span(1, [event])]}],
+            }
+        ]
+    }
+    try:
+        collector.post("traces", body)
+        text = collector.output("span-1", 1)
+    finally:
+        collector.stop()
+    print(text[text.find("Span #0") :][:2000])
+    assert "span-0" in text and "span-1" in text
+    for secret in ("plain-secret", "header-secret", "'query-secret'", "mail-secret", "event-secret"):
+        assert secret not in text, f"{secret!r} reached the exporter"
+    assert text.count("password='***'") == 2, "both spans' query text masked"

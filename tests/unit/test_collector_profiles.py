@@ -241,7 +241,13 @@ def test_gateway_memory_comes_from_sizing() -> None:
 
 def test_redaction_covers_spans_span_events_logs_and_log_bodies_and_escapes_dollars() -> None:
     redact = build_collector(spec(), "gateway")["processors"]["transform/redact"]
-    traces, logs = redact["trace_statements"], redact["log_statements"]
+    groups, logs = redact["trace_statements"], redact["log_statements"]
+    # Two groups: in one list the span statements would run once per span event (test_rendered_ottl.py).
+    assert [{st.split("(", 1)[1].split(".", 1)[0] for st in g["statements"]} for g in groups] == [
+        {"span"},
+        {"spanevent"},
+    ]
+    traces = [st for g in groups for st in g["statements"]]
     for context in ("span", "spanevent"):
         assert f'delete_key({context}.attributes, "http.request.header.authorization")' in traces
     assert (
@@ -255,7 +261,8 @@ def test_redaction_covers_spans_span_events_logs_and_log_bodies_and_escapes_doll
 
 
 def test_a_redaction_rule_covers_the_current_semantic_convention_name_too() -> None:
-    traces = build_collector(spec(), "gateway")["processors"]["transform/redact"]["trace_statements"]
+    groups = build_collector(spec(), "gateway")["processors"]["transform/redact"]["trace_statements"]
+    traces = [st for g in groups for st in g["statements"]]
     assert any(s.startswith('replace_pattern(span.attributes["db.statement"]') for s in traces)
     assert any(s.startswith('replace_pattern(span.attributes["db.query.text"]') for s in traces)
 
@@ -410,3 +417,17 @@ def test_supervisor_carries_the_hosts_agent_level_to_the_opamp_server() -> None:
     assert "otelstack.agent_overrides" not in plain["agent"]["description"]["non_identifying_attributes"]
     with pytest.raises(Exception, match=r"sampling.tail.probabilistic_percentage"):
         render_supervisor_config(CONFIGS, "prod", agent={"sampling": {"tail": {"probabilistic_percentage": 120}}})
+
+
+def test_a_transform_mixing_span_and_spanevent_statements_in_one_group_is_refused() -> None:
+    from otelstack.validate.collector import validate_collector_config
+
+    config = build_collector(spec(), "gateway")
+    groups = config["processors"]["transform/redact"]["trace_statements"]
+    config["processors"]["transform/redact"]["trace_statements"] = [st for g in groups for st in g["statements"]]
+    found = validate_collector_config(config, source="gw.yaml", insecure_allowed=True)
+    assert [f.where for f in found] == ["gw.yaml: processors.transform/redact.trace_statements"], found
+    assert "spans without events are not changed" in found[0].message
+    only_spans = {"trace_statements": ['delete_key(span.attributes, "password")']}
+    config["processors"]["transform/redact"] = only_spans
+    assert validate_collector_config(config, source="gw.yaml", insecure_allowed=True) == []

@@ -92,10 +92,18 @@ def redaction_transform(redaction: Redaction) -> Config:
     One ``transform`` processor covers every context, so span events are scrubbed too (the seeds'
     GenAI redaction used log statements in a traces pipeline, which never touched them). The
     ``attributes`` processor's ``update`` has no pattern support, so patterns use ``replace_pattern``.
+
+    Span and span-event statements are two groups. In one list the processor infers one context for all
+    of them — ``spanevent``, the only one that parses both — and runs the span statements once per span
+    event: a span without events keeps its secrets (the real collector and trace store showed it; see
+    tests/integration/test_rendered_ottl.py).
     """
     return {
         "error_mode": "ignore",
-        "trace_statements": [*_redaction_statements(redaction, "span"), *_redaction_statements(redaction, "spanevent")],
+        "trace_statements": [
+            {"statements": _redaction_statements(redaction, "span")},
+            {"statements": _redaction_statements(redaction, "spanevent")},
+        ],
         "log_statements": [*_redaction_statements(redaction, "log"), *_body_statements(redaction)],
     }
 

@@ -15,6 +15,7 @@ Rules (each finding says where and why):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,6 +130,7 @@ def validate_collector_config(
         if ref not in defined.get("extensions", {}):
             add(ref_where, f"refers to extension {ref!r}, which is not defined")
 
+    _check_statement_groups(add, config)
     if has_tail_sampling(config):
         _check_span_metrics_identity(add, config)
     if not insecure_allowed:
@@ -138,6 +140,25 @@ def validate_collector_config(
     return findings
 
 
+def _check_statement_groups(add: Any, config: Mapping[str, Any]) -> None:
+    """A transform processor infers one OTTL context per group of statements. A flat list naming both
+    ``span.`` and ``spanevent.`` paths gets ``spanevent``, and its span statements then run once per span
+    event: spans without events are left as they are (a redaction that misses them leaks)."""
+    for comp_id, settings in (config.get("processors") or {}).items():
+        if _type_of(str(comp_id)) != "transform" or not isinstance(settings, Mapping):
+            continue
+        statements = settings.get("trace_statements") or []
+        flat = [st for st in statements if isinstance(st, str)]
+        if any(SPAN_PATH.search(st) for st in flat) and any("spanevent." in st for st in flat):
+            add(
+                f"processors.{comp_id}.trace_statements",
+                "mixes span and spanevent statements in one group: the processor then runs the span statements "
+                "once per span event, so spans without events are not changed; give each context its own "
+                "`- statements: [...]` group",
+            )
+
+
+SPAN_PATH = re.compile(r"(?<![\w.])span\.")
 SPAN_METRICS_TYPES = ("span_metrics", "spanmetrics")
 COLLECTOR_INSTANCE_DIMENSION = "collector.instance.id"
 

@@ -206,14 +206,16 @@ def send_logs(s: Sdk, ledger: Ledger, rng: random.Random, count: int) -> None:
 
 
 def send_error_trace_with_logs(s: Sdk, ledger: Ledger, service: str, logs: int) -> SentTrace:
-    """A failed request: a server span and a client span, both ERROR, and ``logs`` ERROR log records emitted
-    inside the client span, so the SDK stamps them with its trace and span id (the trace → logs link)."""
+    """A failed request: a server span and a client span (with the secret-bearing attributes), both ERROR, and
+    ``logs`` ERROR log records emitted inside the client span, so the SDK stamps them with its trace and span
+    id (the trace → logs link)."""
     tracer, logger = s.tracers[service], s.loggers[service]
     with tracer.start_as_current_span("POST /checkout", kind=SpanKind.SERVER) as root:
         root.set_attribute("http.request.method", "POST")
         root.set_attribute("http.route", "/checkout")
         root.set_attribute("http.response.status_code", 502)
         with tracer.start_as_current_span("charge", kind=SpanKind.CLIENT) as span:
+            span.set_attributes(SECRET_ATTRIBUTES)  # redacted on the way: the stores must not hold the secret
             for i in range(logs):
                 logger.emit(
                     body=f"charge failed ({i}): upstream refused, password={SECRET}",

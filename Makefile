@@ -18,7 +18,7 @@ help:
 	@echo "make binaries                                   build otelcol-contrib + opampsupervisor from Go modules (cached),"
 	@echo "                                                and the collector release before (the upgrade tests start there)"
 	@echo "                                                and kube-apiserver, etcd, pulumi + its Python host + pulumi-kubernetes"
-	@echo "                                                and prometheus, promtool, alertmanager, amtool"
+	@echo "                                                and prometheus, promtool, alertmanager, amtool, victoria-logs, jaeger"
 	@echo "make dist                                       the built programs in the upstream archive layout, in dist/"
 	@echo "make bench                                      benchmarks (print figures)"
 	@echo "make bench-vm                                   site.yml converge time on the container lab"

@@ -3,7 +3,7 @@
 One catalog per family of programs, each a YAML file in ``otelstack/catalog`` (``ToolCatalog``):
 
     kubernetes_tools.yaml  -> ~/.cache/otelstack/kube/      kube-apiserver, etcd, pulumi, … (kubetools)
-    backend_tools.yaml     -> ~/.cache/otelstack/backend/   prometheus, promtool, alertmanager, amtool (backendtools)
+    backend_tools.yaml     -> ~/.cache/otelstack/backend/   prometheus, alertmanager, … (backendtools)
 
     ~/.cache/otelstack/<dir>/<name>-<version>-<digest>-linux-<arch>/<binary>
     ~/.cache/otelstack/src/<dir>-<name>-…        the generated wrapper module of each build

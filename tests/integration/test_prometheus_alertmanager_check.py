@@ -110,3 +110,32 @@ def test_a_missing_tool_is_a_note_not_a_pass(tmp_path: Path, monkeypatch: pytest
     (p,) = check_prometheus(tmp_path / "prometheus")
     (a,) = check_alertmanager(tmp_path / "alertmanager")
     assert "promtool not found" in p and "amtool not found" in a
+
+
+@needs_amtool
+@needs_promtool
+def test_alertmanager_serves_https_where_prometheus_sends_with_https(tmp_path: Path) -> None:
+    """Prometheus' alerting config speaks https to Alertmanager exactly where Alertmanager has a web config
+    (the real promtool checks it, the format is the exporter toolkit's); a broken one is reported."""
+    import yaml
+
+    from otelstack.backends.prometheus import prometheus_config
+
+    for env in ("dev", "prod"):
+        files = render_alertmanager(spec(env))
+        scheme = prometheus_config(spec(env))["alerting"]["alertmanagers"][0].get("scheme", "http")
+        has_web = "alertmanager/web.yml" in files
+        assert (
+            has_web
+            == (scheme == "https")
+            == ("--web.config.file=/etc/alertmanager/web.yml" in files["alertmanager/flags.txt"])
+        ), env
+    assert scheme == "https"  # prod
+    write(render_alertmanager(spec("prod")), tmp_path)
+    assert check_alertmanager(tmp_path / "alertmanager") == []
+    web = tmp_path / "alertmanager/web.yml"
+    data = yaml.safe_load(web.read_text())
+    data["tls_server_config"]["min_version"] = "TLS99"
+    web.write_text(yaml.safe_dump(data))
+    problems = check_alertmanager(tmp_path / "alertmanager")
+    assert len(problems) == 1 and "promtool check web-config (alertmanager/web.yml) failed" in problems[0], problems

@@ -148,7 +148,7 @@ def test_workloads_are_hardened_with_probes_resources_and_pinned_images(
             name, "/ready"
         )
         scheme = ready["httpGet"]["scheme"]
-        assert scheme == ("HTTP" if env == "dev" or name == "alertmanager" else "HTTPS")
+        assert scheme == ("HTTP" if env == "dev" else "HTTPS")  # Alertmanager too: HTTPS where Prometheus is
 
 
 def test_pvc_size_and_storage_class_come_from_the_settings() -> None:

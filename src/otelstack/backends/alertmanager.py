@@ -4,8 +4,11 @@ and inhibit rules so that a cause silences its symptoms.
 
     alertmanager/alertmanager.yml     the configuration
     alertmanager/flags.txt            the command-line flags, one per line
+    alertmanager/web.yml              HTTPS (--web.config.file) where Prometheus is HTTPS: it sends alerts
+                                      to Alertmanager with https and the platform CA
 
-``check_alertmanager`` runs the real ``amtool check-config`` on a rendered directory.
+``check_alertmanager`` runs the real ``amtool check-config`` on a rendered directory, and ``promtool check
+web-config`` (the same exporter-toolkit format) on its web config.
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from otelstack.backends.promtools import locate_tool, missing_tool, run_tool, scratch_copy
+from otelstack.backends.prometheus import serves_tls  # HTTPS exactly when Prometheus is (it sends with https)
+from otelstack.backends.promtools import locate_tool, missing_tool, run_tool, scratch_copy, web_config
 from otelstack.model.spec import AlertReceiver, PlatformSpec
 from otelstack.security.layout import ALERTMANAGER_CLUSTER_PORT, ALERTMANAGER_PORT
 from otelstack.yamlout import dump
 
 CONFIG_FILE = "alertmanager/alertmanager.yml"
 FLAGS_FILE = "alertmanager/flags.txt"
+WEB_FILE = "alertmanager/web.yml"
 CONFIG_DIR = "/etc/alertmanager"
+TLS_DIR = f"{CONFIG_DIR}/tls"
 DATA_DIR = "/var/lib/alertmanager"
 SEVERITIES = ("critical", "warning")
 NOWHERE = "otelstack-unrouted"  # the root's receiver: no integration (alerts stay visible in Alertmanager)
@@ -96,20 +102,26 @@ def alertmanager_config(spec: PlatformSpec) -> dict[str, Any]:
 
 
 def flags(spec: PlatformSpec) -> list[str]:
-    return [
+    out = [
         f"--config.file={CONFIG_DIR}/alertmanager.yml",
         f"--storage.path={DATA_DIR}",
         f"--web.listen-address=:{ALERTMANAGER_PORT}",
         f"--cluster.listen-address=0.0.0.0:{ALERTMANAGER_CLUSTER_PORT}",
     ]
+    if serves_tls(spec):
+        out.append(f"--web.config.file={CONFIG_DIR}/web.yml")
+    return out
 
 
 def render_alertmanager(spec: PlatformSpec) -> dict[str, str]:
     """Every Alertmanager file of the environment, by path relative to build/ENV/."""
-    return {
+    files = {
         CONFIG_FILE: dump(alertmanager_config(spec), HEADER),
         FLAGS_FILE: "\n".join(flags(spec)) + "\n",
     }
+    if serves_tls(spec):
+        files[WEB_FILE] = dump(web_config(spec, TLS_DIR), HEADER)
+    return files
 
 
 def check_alertmanager(directory: Path | str) -> list[str]:
@@ -119,7 +131,18 @@ def check_alertmanager(directory: Path | str) -> list[str]:
     amtool = locate_tool("amtool")
     if amtool is None:
         return [missing_tool("amtool")]
-    tmp, copy = scratch_copy(directory, "alertmanager.yml")
+    tmp, copy = scratch_copy(directory, "alertmanager.yml", "web.yml")
+    problems: list[str] = []
     with tmp:
         ok, output = run_tool([amtool, "check-config", "alertmanager.yml"], copy, Path(tmp.name))
-    return [] if ok else [f"amtool check-config failed: {output}"]
+        if not ok:
+            problems.append(f"amtool check-config failed: {output}")
+        if (copy / "web.yml").is_file():
+            promtool = locate_tool("promtool")
+            if promtool is None:
+                problems.append(missing_tool("promtool"))
+            else:
+                ok, output = run_tool([promtool, "check", "web-config", "web.yml"], copy, Path(tmp.name))
+                if not ok:
+                    problems.append(f"promtool check web-config (alertmanager/web.yml) failed: {output}")
+    return problems

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from otelstack.backends import rules
-from otelstack.backends.promtools import locate_tool, missing_tool, run_tool, scratch_copy
+from otelstack.backends.promtools import locate_tool, missing_tool, run_tool, scratch_copy, web_config
 from otelstack.errors import OtelstackError
 from otelstack.model.spec import PlatformSpec, TlsMode
 from otelstack.security.layout import (
@@ -204,17 +204,6 @@ def flags(spec: PlatformSpec) -> list[str]:
     return out
 
 
-def web_config(spec: PlatformSpec) -> dict[str, Any]:
-    """HTTPS for the API, remote write and OTLP: the server certificate, TLS 1.3 (as every hop)."""
-    return {
-        "tls_server_config": {
-            "cert_file": f"{TLS_DIR}/server.crt",
-            "key_file": f"{TLS_DIR}/server.key",
-            "min_version": "TLS13" if spec.security.tls_min_version == "1.3" else "TLS12",
-        }
-    }
-
-
 def render_prometheus(spec: PlatformSpec) -> dict[str, str]:
     """Every Prometheus file of the environment, by path relative to build/ENV/."""
     files = {
@@ -222,7 +211,7 @@ def render_prometheus(spec: PlatformSpec) -> dict[str, str]:
         FLAGS_FILE: "\n".join(flags(spec)) + "\n",
     }
     if serves_tls(spec):
-        files[WEB_FILE] = dump(web_config(spec), HEADER)
+        files[WEB_FILE] = dump(web_config(spec, TLS_DIR), HEADER)
     for kind, what in TARGET_DIRS.items():  # file discovery watches these directories: they must exist
         files[f"prometheus/targets/{kind}/README"] = f"{what}: one <host>.yml per target, written by the installer.\n"
     files |= rules.render_rules(spec)

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from otelstack.model.spec import PlatformSpec
+
 TIMEOUT_SECONDS = 120
 # Keys whose value is a file the program opens (TLS material, credentials, receiver secrets).
 FILE_KEYS = frozenset(
@@ -127,3 +129,15 @@ def run_tool(argv: Sequence[str], cwd: Path, scratch: Path) -> tuple[bool, str]:
         return False, f"{' '.join(argv)} did not finish in {TIMEOUT_SECONDS}s"
     output = (proc.stdout + proc.stderr).strip().replace(f"{scratch}/", "")
     return proc.returncode == 0, output
+
+
+def web_config(spec: PlatformSpec, tls_dir: str) -> dict[str, Any]:
+    """The exporter-toolkit web config (``--web.config.file``) of Prometheus and Alertmanager: HTTPS with the
+    server certificate in ``tls_dir``, at the platform's minimum TLS version."""
+    return {
+        "tls_server_config": {
+            "cert_file": f"{tls_dir}/server.crt",
+            "key_file": f"{tls_dir}/server.key",
+            "min_version": "TLS13" if spec.security.tls_min_version == "1.3" else "TLS12",
+        }
+    }

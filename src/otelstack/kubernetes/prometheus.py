@@ -6,7 +6,8 @@ certificate files (``tls/``) and the OpAMP admin token its scrape job reads (``s
 ``prometheus/flags.txt``; the TSDB is the volume claim at ``/var/lib/prometheus``. Probes: ``/-/ready`` and
 ``/-/healthy``.
 
-Alertmanager: ``alertmanager/alertmanager.yml`` in ``alertmanager-config``, args ``alertmanager/flags.txt``;
+Alertmanager: ``alertmanager/alertmanager.yml`` (and ``web.yml`` with TLS) in ``alertmanager-config``, args
+``alertmanager/flags.txt``;
 each receiver's secret (``secret_file``, which the render references and never inlines) is a key of the
 Secret ``alertmanager-receivers``, mounted as that file: the receivers' files must therefore be under
 ``/etc/alertmanager/secrets/``. The Secret's values come from the stack's secret config
@@ -41,8 +42,9 @@ SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 PROMETHEUS_SECRET_FILES = {basename(prom_render.OPAMP_TOKEN_FILE): ADMIN_TOKEN_ENV}
 
 
-def _config_files(ctx: StackContext) -> dict[str, str]:
-    files = ctx.backend_dir(PROMETHEUS.render_dir)
+def _config_files(ctx: StackContext, rendered: Backend) -> dict[str, str]:
+    """The top-level YAML files of a rendered directory: the config and, with TLS, web.yml."""
+    files = ctx.backend_dir(rendered.render_dir)
     return {name: text for name, text in files.items() if "/" not in name and name.endswith(".yml")}
 
 
@@ -79,7 +81,7 @@ def prometheus_component(ctx: StackContext) -> Component | None:
     backend.require_spec_backend(ctx, "prometheus", spec.backends.prometheus.enabled)
     backend.check_endpoint(ctx, "prometheus", "backends.prometheus.endpoint", spec.backends.prometheus.endpoint,
                            PROMETHEUS_PORT)  # fmt: skip
-    config, rules = _config_files(ctx), _rules(ctx)
+    config, rules = _config_files(ctx, PROMETHEUS), _rules(ctx)
     secrets = prometheus_secret_files(ctx)
     sources = [
         backend.config_map_source("prometheus-config", config),
@@ -130,7 +132,7 @@ def alertmanager_component(ctx: StackContext) -> Component | None:
         ctx, "alertmanager", "the Alertmanager address derived from backends.prometheus.endpoint", target,
         ALERTMANAGER_PORT,
     )  # fmt: skip
-    config = {"alertmanager.yml": ctx.backend_file(am_render.CONFIG_FILE)}
+    config = _config_files(ctx, ALERTMANAGER)  # alertmanager.yml and, with TLS, web.yml
     receivers = receiver_files(ctx)
     sources = [backend.config_map_source("alertmanager-config", config), *backend.tls_sources(ctx, ALERTMANAGER)]
     objects: list[K8sObject] = [*backend.tls_certificate(ctx, ALERTMANAGER)]
@@ -141,7 +143,9 @@ def alertmanager_component(ctx: StackContext) -> Component | None:
         ctx.backend_file(am_render.FLAGS_FILE),
         {ALERTMANAGER.config_dir: ALERTMANAGER.config_dir, ALERTMANAGER.data_dir: ALERTMANAGER.data_dir},
     )
-    probe = backend.probes("/-/ready", "http", "HTTP", live="/-/healthy")
+    probe = backend.probes(
+        "/-/ready", "http", "HTTPS" if prom_render.serves_tls(ctx.spec) else "HTTP", live="/-/healthy"
+    )
     main = backend.container(ctx, ALERTMANAGER, args=args, probe=probe)
     pod = backend.pod_spec(ctx, ALERTMANAGER, main, sources)
     checksum = backend.checksum([*config.values(), *args])

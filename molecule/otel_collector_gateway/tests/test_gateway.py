@@ -151,4 +151,3 @@ def test_real_collector_handshakes_with_the_service_name(host) -> None:  # type:
     assert "certificate" not in log.lower() and "x509" not in log.lower(), log[-3000:]
     assert sent.get("otlp_grpc/service", 0) > 0, (sent, log[-3000:])
     assert sent.get("load_balancing", 0) > 0, (sent, log[-3000:])
-

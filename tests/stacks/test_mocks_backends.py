@@ -27,11 +27,12 @@ CLUSTER = {"backends": {name: {"enabled": True} for name in BACKENDS}}
 
 
 @functools.cache
-def in_cluster_configs() -> Path:
-    """A copy of configs/ whose dev backends are the stack's Services."""
+def in_cluster_configs(target: Path | None = None) -> Path:
+    """A copy of configs/ (at ``target``, or in a new temporary directory) whose dev backends are the
+    stack's Services."""
     import tempfile
 
-    target = Path(tempfile.mkdtemp(prefix="otelstack-backends-")) / "configs"
+    target = target or Path(tempfile.mkdtemp(prefix="otelstack-backends-")) / "configs"
     shutil.copytree(ROOT / "configs", target)
     platform = target / "dev" / "platform.yaml"
     data = yaml.safe_load(platform.read_text())

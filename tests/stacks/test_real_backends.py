@@ -6,29 +6,21 @@ engine) creates them, a preview then shows no change and `pulumi destroy` remove
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.stacks.cluster import PULUMI_PROGRAMS, Cluster, skip_reason
-from tests.stacks.test_mocks_backends import BACKENDS, DOMAIN
-from tests.stacks.test_real_stack import POLICY, PROJECT, ROOT, dev_stack, namespaces, planned
+from tests.stacks.test_mocks_backends import BACKENDS, in_cluster_configs
+from tests.stacks.test_real_stack import POLICY, PROJECT, dev_stack, namespaces, planned
 
 pytestmark = pytest.mark.cluster
 
 
 def backend_tree(tmp_path: Path) -> Path:
     """configs/ with the dev backends on the stack's Services, and a dev stack file running them all."""
-    configs = tmp_path / "tree" / "configs"
-    shutil.copytree(ROOT / "configs", configs)
-    platform = configs / "dev" / "platform.yaml"
-    data = yaml.safe_load(platform.read_text())
-    data["backends"]["tempo"]["endpoint"] = f"tempo.{DOMAIN}:4317"
-    data["backends"]["loki"]["endpoint"] = f"http://loki.{DOMAIN}:3100/otlp"
-    data["backends"]["prometheus"]["endpoint"] = f"http://prometheus.{DOMAIN}:9090/api/v1/write"
-    platform.write_text(yaml.safe_dump(data))
+    configs = in_cluster_configs(tmp_path / "tree" / "configs")
     stack = tmp_path / "tree" / "stacks" / "platform" / "Pulumi.dev.yaml"
     stack.parent.mkdir(parents=True)
     config = yaml.safe_load((PROJECT / "Pulumi.dev.yaml").read_text())
@@ -100,5 +92,5 @@ def test_pulumi_up_creates_the_backends_then_no_changes_then_destroy(cluster: Cl
                         content_type="application/merge-patch+json")  # fmt: skip
     pulumi("destroy", "--yes", "--skip-preview")
     for name in namespaces(objects):
-        assert cluster.list_namespace(name) == [], name
+        assert cluster.left_after_destroy(name) == [], name
         cluster.finalize_namespace(name)

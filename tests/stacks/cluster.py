@@ -23,6 +23,7 @@ Reuse from other tests (the session fixture `cluster` in tests/stacks/conftest.p
     cluster.apply(obj, dry_run=…)          server-side apply of one object (fieldValidation=Strict)
     cluster.apply_dry_run(objs, create_namespaces=())  server-side apply dry-run of many; the answers
     cluster.list_namespace(ns)             every object left in a namespace, as "Kind/name"
+    cluster.left_after_destroy(ns)         the same without the API server's own Events
     cluster.delete(obj) / finalize_namespace(ns)
     cluster.pulumi_env(workdir)            the environment for running `pulumi` against this cluster
     pulumi_plugins()                       the `plugins:` block of a Pulumi.yaml naming the built programs
@@ -321,6 +322,11 @@ class Cluster:
                 raise
             found += [f"{kind}/{item['metadata']['name']}" for item in listing.get("items", [])]
         return sorted(set(found))
+
+    def left_after_destroy(self, ns: str) -> list[str]:
+        """``list_namespace(ns)`` without Events: those are records the API server writes on its own
+        (e.g. its Service IP repair loop, on its own schedule), not objects a stack created or must delete."""
+        return [item for item in self.list_namespace(ns) if not item.startswith("Event/")]
 
     def finalize_namespace(self, ns: str) -> None:
         """What the namespace controller does for a deleted, empty namespace: drop its finalizers."""

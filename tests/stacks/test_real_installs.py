@@ -138,7 +138,7 @@ def test_up_installs_both_and_the_webhooks_guard_what_comes_after(bare_cluster: 
 
     pulumi("destroy", "--yes", "--skip-preview")
     for name in NAMESPACES:
-        assert bare_cluster.list_namespace(name) == [], name
+        assert bare_cluster.left_after_destroy(name) == [], name
     crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
     for path in (f"{crds}/instrumentations.opentelemetry.io", f"{webhooks}/cert-manager-webhook"):
         assert gone(bare_cluster, path), path

@@ -4,7 +4,10 @@ The issue asked for ``pulumi_random``; its provider plugin is Terraform-bridged 
 (its Go module is not on the module proxy list this project builds from), so a small dynamic provider does
 the one thing needed: a random value made once, at create, by ``secrets.token_urlsafe`` (the OS's CSPRNG),
 kept in the state as a secret output (encrypted by the stack's secrets provider), never shown in a diff,
-and stable across updates — only a changed length (or ``pulumi up --replace``) makes a new value.
+and stable across updates — only a changed length (or ``pulumi up --replace``) makes a new value. The
+provider itself is otelstack.kubernetes.random_value (importable by the provider's own process); the engine
+starts that process through the plugin ``pulumi-resource-pulumi-python``, which ``otelstack dist kubetools``
+writes next to the built ``pulumi`` (otelstack.dist.dynamic_provider).
 
 A Secret annotated ``otelstack.io/generated-keys: K1,K2`` (the renderer marks the keys it may generate, e.g.
 the ClickHouse passwords the schema Job sets) takes a generated value for each such key the stack's secret
@@ -13,25 +16,12 @@ config does not give; a key given in ``otelstack:secrets`` always wins.
 
 from __future__ import annotations
 
-import secrets
-from typing import Any
-
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
+from pulumi.dynamic import Resource
 
-DEFAULT_BYTES = 32  # 256 bits of entropy: 43 URL-safe characters
+from otelstack.kubernetes.random_value import DEFAULT_BYTES, RandomValueProvider
 
-
-class RandomValueProvider(ResourceProvider):
-    """create: a new random value; diff: a replacement only when the length changes; nothing else."""
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        size = int(props.get("bytes") or DEFAULT_BYTES)
-        return CreateResult(id_=secrets.token_hex(8), outs={"bytes": size, "value": secrets.token_urlsafe(size)})
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = int(olds.get("bytes") or DEFAULT_BYTES) != int(news.get("bytes") or DEFAULT_BYTES)
-        return DiffResult(changes=changed, replaces=["bytes"] if changed else [], delete_before_replace=False)
+__all__ = ["DEFAULT_BYTES", "RandomValue", "RandomValueProvider"]
 
 
 class RandomValue(Resource):

@@ -31,7 +31,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -392,14 +392,22 @@ def link_tools(built: Sequence[BuiltTool], directory: Path) -> list[Path]:
     return links
 
 
-def cmd_build(args: argparse.Namespace, catalog: ToolCatalog, what: str) -> int:
-    """``otelstack dist kubetools|backendtools``: build (or find) the catalog's programs, print each."""
+def cmd_build(
+    args: argparse.Namespace,
+    catalog: ToolCatalog,
+    what: str,
+    complete: Callable[[list[BuiltTool], Note], list[BuiltTool]] | None = None,
+) -> int:
+    """``otelstack dist kubetools|backendtools``: build (or find) the catalog's programs, print each.
+    ``complete`` may add files of otelstack's own next to the built programs (as their extras, linked too)."""
     note = progress_printer() if not args.quiet else (lambda _m: None)
     root = args.cache or cache_root()
     arch = args.arch or host_arch()
     if not args.quiet:
         print(f"otelstack dist: {what} for linux/{arch} in {root / catalog.directory}", file=sys.stderr)
     built = build_tools(args.program or (), root, arch, note, catalog)
+    if complete is not None:
+        built = complete(built, note)
     for item in built:
         state = f"built in {item.seconds:.0f}s" if item.seconds else "cached"
         print(f"{item.name} {item.version} ({state}): {item.path}")

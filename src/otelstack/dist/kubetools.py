@@ -3,14 +3,21 @@ the Kubernetes provider, built from their Go modules at the pins of ``catalog/ku
 (the machinery is ``otelstack.dist.gotools``); the pinned CRD files, read from their Go modules.
 
     ~/.cache/otelstack/kube/kube-apiserver-v1.37.2-<digest>-linux-<arch>/kube-apiserver   (and the others)
+    ~/.cache/otelstack/kube/pulumi-v3.276.0-<digest>-linux-<arch>/pulumi-resource-pulumi-python
+
+The last is no build: otelstack's launcher of Python dynamic providers (``otelstack.dist.dynamic_provider``),
+written next to the built ``pulumi`` (where the engine looks for the plugins a CLI release bundles) and
+linked with it.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from otelstack.dist import dynamic_provider
 from otelstack.dist.build import BuildError, Note, cache_root, progress_printer
 from otelstack.dist.gotools import (
     KUBERNETES,
@@ -25,7 +32,17 @@ from otelstack.dist.gotools import build_tools as _build_tools
 from otelstack.dist.gotools import program as _program
 from otelstack.dist.gotools import programs as _programs
 
-__all__ = ["BuiltTool", "build_tools", "crd_files", "link_tools", "program", "programs", "register", "tools_catalog"]
+__all__ = [
+    "BuiltTool",
+    "build_tools",
+    "crd_files",
+    "link_tools",
+    "program",
+    "programs",
+    "register",
+    "tools_catalog",
+    "with_launchers",
+]
 
 
 def tools_catalog() -> dict[str, Any]:
@@ -43,7 +60,18 @@ def program(name: str) -> Program:
 def build_tools(
     names: tuple[str, ...] | list[str] = (), root: Path | None = None, arch: str | None = None, note: Note | None = None
 ) -> list[BuiltTool]:
-    return _build_tools(names, root, arch, note, KUBERNETES)
+    return with_launchers(_build_tools(names, root, arch, note, KUBERNETES), note or (lambda _m: None))
+
+
+def with_launchers(built: list[BuiltTool], note: Note) -> list[BuiltTool]:
+    """The built programs, ``pulumi`` with the dynamic-provider launcher written next to it (an extra)."""
+    out = []
+    for item in built:
+        if item.name == dynamic_provider.NEXT_TO:
+            launcher = dynamic_provider.write_launcher(item.path.parent, note)
+            item = replace(item, extras=(*item.extras, launcher))
+        out.append(item)
+    return out
 
 
 # --- CRDs --------------------------------------------------------------------------------------------------
@@ -69,7 +97,7 @@ def crd_files(root: Path | None = None, note: Note | None = None) -> list[Path]:
 
 
 def cmd_kubetools(args: argparse.Namespace) -> int:
-    cmd_build(args, KUBERNETES, "Kubernetes test programs")
+    cmd_build(args, KUBERNETES, "Kubernetes test programs", with_launchers)
     if args.crds:
         note = progress_printer() if not args.quiet else (lambda _m: None)
         for path in crd_files(args.cache or cache_root(), note):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from otelstack import __version__
-from otelstack.backends import check_backends, render_backends
+from otelstack.backends import NOTE_PREFIXES, check_backends, render_backends
 from otelstack.catalog.components import catalog
 from otelstack.collector.agent import DEFAULT_CLUSTER_DOMAIN, render_agent
 from otelstack.collector.blocks import Config, Paths
@@ -21,6 +21,7 @@ from otelstack.collector.overlays import apply_emergency, safe_minimal
 from otelstack.collector.supervisor import render_supervisor
 from otelstack.errors import ConfigValidationError, SpecError
 from otelstack.kubernetes.objects import Component
+from otelstack.kubernetes.prometheus import in_cluster_problems
 from otelstack.kubernetes.settings import ClusterSettings, load_stack_settings, stack_file
 from otelstack.kubernetes.stack import SOURCES_DIR, export_stack, render_stack
 from otelstack.layering import merge
@@ -267,6 +268,12 @@ def _kubernetes_files(
     if report.errors:
         raise ConfigValidationError(f"{stack_path.name}: the Kubernetes objects are invalid; nothing was written",
                                     report.errors)  # fmt: skip
+    found = in_cluster_problems([o for c in components for o in c.objects], backend_files)
+    notes += [p for p in found if p.startswith(NOTE_PREFIXES)]
+    problems = [p for p in found if not p.startswith(NOTE_PREFIXES)]
+    if problems:
+        raise ConfigValidationError(f"{stack_path.name}: the in-cluster prometheus.yml is invalid; nothing was written",
+                                    problems)  # fmt: skip
     return exported
 
 

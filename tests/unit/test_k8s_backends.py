@@ -1,5 +1,6 @@
 """The backends in the Kubernetes stack: Prometheus, Alertmanager, Tempo, Loki and Grafana run the rendered
-files byte for byte, at the rendered paths; the spec's endpoints must name their Services; NetworkPolicies
+files byte for byte (Prometheus' prometheus.yml with the collectors found as pods: test_k8s_scrape.py), at
+the rendered paths; the spec's endpoints must name their Services; NetworkPolicies
 follow the flows matrix; every bad setting is a clear error."""
 
 from __future__ import annotations
@@ -70,10 +71,9 @@ def test_each_backend_is_a_component_before_the_gateways(
 def test_configmaps_hold_the_renders_byte_for_byte(rendered: tuple[str, PlatformSpec, tuple[Component, ...]]) -> None:
     _, spec, components = rendered
     files = render_backends(spec)
-    assert (
-        find(components, "ConfigMap", "prometheus-config")["data"]["prometheus.yml"]
-        == files["prometheus/prometheus.yml"]
-    )
+    # prometheus.yml is the render with the collectors found as pods: tests/unit/test_k8s_scrape.py
+    prometheus = find(components, "ConfigMap", "prometheus-config")["data"]
+    assert prometheus.get("web.yml") == files.get("prometheus/web.yml")
     rules = find(components, "ConfigMap", "prometheus-rules")["data"]
     assert rules == {
         k.removeprefix("prometheus/rules/"): v for k, v in files.items() if k.startswith("prometheus/rules/")
@@ -140,7 +140,8 @@ def test_workloads_are_hardened_with_probes_resources_and_pinned_images(
             and not sc["allowPrivilegeEscalation"]
             and sc["capabilities"] == {"drop": ["ALL"]}
         )
-        assert pod["securityContext"]["runAsNonRoot"] and pod["automountServiceAccountToken"] is False
+        # only Prometheus calls the API (it finds the collectors' pods): test_k8s_scrape.py
+        assert pod["securityContext"]["runAsNonRoot"] and pod["automountServiceAccountToken"] is (name == "prometheus")
         assert container["resources"]["limits"]["memory"] == container["resources"]["requests"]["memory"]
         ready = container["readinessProbe"]
         path = ready.get("httpGet", {}).get("path")

@@ -11,10 +11,19 @@ Files (paths relative to build/ENV/; installed under /etc/prometheus/, which the
     prometheus/tests/*.yml        `promtool test rules` cases: every alert fires in one, stays silent in another
 
 ``check_prometheus`` runs the real promtool on a rendered directory.
+
+In a Kubernetes cluster nothing writes the agents' target files, and the gateways' DNS name is a VM one: the
+stack's Prometheus gets the same render with the collectors' jobs found by ``kubernetes_sd_configs`` instead
+(:func:`in_cluster_config`, given a :class:`PodTargets` per job by otelstack.kubernetes.prometheus). Only
+those jobs' discovery differs; their names (``otel-agent``, ``otel-gateway``), which the rules and dashboards
+select by, stay.
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -108,9 +117,61 @@ def gateway_job(spec: PlatformSpec) -> dict[str, Any]:
     return job
 
 
-def scrape_configs(spec: PlatformSpec) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class PodTargets:
+    """A job's targets as pods of a Kubernetes namespace: those carrying every one of ``labels``, on their
+    container port named ``port`` (Prometheus lists and watches the namespace's pods: it needs get, list
+    and watch on pods there)."""
+
+    namespace: str
+    labels: tuple[tuple[str, str], ...]
+    port: str
+
+    def job(self, name: str) -> dict[str, Any]:
+        """The job, by ``kubernetes_sd_configs`` (role pod; Prometheus 3.16's discovery/kubernetes): the API
+        server already filters by the labels (``selectors``); the relabelling keeps a target only with all
+        labels and the named port (a pod's other ports are targets too), drops pods that are not running, and
+        names it ``<pod>:<port>`` (as ``<host>:8888`` on VMs) with its namespace, pod and node as labels."""
+        selector = ",".join(f"{key}={value}" for key, value in self.labels)
+        meta = [f"__meta_kubernetes_pod_label_{_label_name(key)}" for key, _ in self.labels]
+        return {
+            "job_name": name,
+            "kubernetes_sd_configs": [
+                {
+                    "role": "pod",
+                    "namespaces": {"names": [self.namespace]},
+                    "selectors": [{"role": "pod", "label": selector}],
+                }
+            ],
+            "relabel_configs": [
+                {"action": "keep", "source_labels": meta, "regex": ";".join(value for _, value in self.labels)},
+                {"action": "keep", "source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": self.port},
+                {
+                    "action": "drop",
+                    "source_labels": ["__meta_kubernetes_pod_phase"],
+                    "regex": "Pending|Succeeded|Failed|Unknown",
+                },
+                {
+                    "source_labels": ["__meta_kubernetes_pod_name", "__meta_kubernetes_pod_container_port_number"],
+                    "separator": ":",
+                    "target_label": "instance",
+                },
+                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
+            ],
+        }
+
+
+def _label_name(key: str) -> str:
+    """A Kubernetes label key as Prometheus' discovery names it (every character outside [a-zA-Z0-9_] → _)."""
+    return "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in key)
+
+
+def scrape_configs(spec: PlatformSpec, pods: Mapping[str, PodTargets] | None = None) -> list[dict[str, Any]]:
     """One job per platform component. The collectors' :8888 is plain HTTP (the pull reader has no TLS;
-    the flows matrix lets only Prometheus reach it); the others follow the TLS of their hop."""
+    the flows matrix lets only Prometheus reach it); the others follow the TLS of their hop. ``pods``: jobs
+    whose targets are found as pods in a cluster instead (job name → where)."""
     backends_tls = spec.security.tls.gateway_to_backends is not TlsMode.INSECURE
     own_tls = serves_tls(spec)
     b = spec.backends
@@ -142,7 +203,12 @@ def scrape_configs(spec: PlatformSpec) -> list[dict[str, Any]]:
     if b.clickhouse.enabled:
         # ClickHouse's <prometheus> endpoint is a plain-HTTP listener of its own
         jobs.append(_job("clickhouse", [f"{_host(b.clickhouse.endpoint)}:{CLICKHOUSE_METRICS_PORT}"], False))
-    return jobs
+    as_pods = dict(pods or {})
+    found = {job["job_name"] for job in jobs}
+    unknown = sorted(set(as_pods) - found)
+    if unknown:
+        raise ValueError(f"no scrape job {', '.join(unknown)} to find as pods; the jobs: {', '.join(sorted(found))}")
+    return [as_pods[job["job_name"]].job(job["job_name"]) if job["job_name"] in as_pods else job for job in jobs]
 
 
 def retention_days(spec: PlatformSpec) -> int:
@@ -157,7 +223,7 @@ def retention_days(spec: PlatformSpec) -> int:
     return days
 
 
-def prometheus_config(spec: PlatformSpec) -> dict[str, Any]:
+def prometheus_config(spec: PlatformSpec, pods: Mapping[str, PodTargets] | None = None) -> dict[str, Any]:
     am: dict[str, Any] = {"static_configs": [{"targets": [alertmanager_target(spec)]}], "api_version": "v2"}
     if serves_tls(spec):
         am |= {"scheme": "https", "tls_config": tls_client(False)}
@@ -172,7 +238,7 @@ def prometheus_config(spec: PlatformSpec) -> dict[str, Any]:
         },
         "rule_files": ["rules/*.yml"],
         "alerting": {"alertmanagers": [am]},
-        "scrape_configs": scrape_configs(spec),
+        "scrape_configs": scrape_configs(spec, pods),
         "storage": {
             "tsdb": {
                 "out_of_order_time_window": OUT_OF_ORDER_WINDOW,
@@ -186,6 +252,12 @@ def prometheus_config(spec: PlatformSpec) -> dict[str, Any]:
             "translation_strategy": "UnderscoreEscapingWithSuffixes",
         },
     }
+
+
+def in_cluster_config(spec: PlatformSpec, pods: Mapping[str, PodTargets]) -> str:
+    """``prometheus.yml`` for a Prometheus in a Kubernetes cluster: the render of :data:`CONFIG_FILE`, with the
+    jobs of ``pods`` finding their targets as pods."""
+    return dump(prometheus_config(spec, pods), HEADER)
 
 
 def flags(spec: PlatformSpec) -> list[str]:
@@ -216,6 +288,17 @@ def render_prometheus(spec: PlatformSpec) -> dict[str, str]:
         files[f"prometheus/targets/{kind}/README"] = f"{what}: one <host>.yml per target, written by the installer.\n"
     files |= rules.render_rules(spec)
     return files
+
+
+def check_prometheus_files(files: Mapping[str, str]) -> list[str]:
+    """:func:`check_prometheus` on files by their path relative to build/ENV/ (``prometheus/…``), e.g. the
+    in-cluster ``prometheus.yml`` with the rendered rules and their tests."""
+    with tempfile.TemporaryDirectory(prefix="otelstack-prometheus-") as tmp:
+        for rel, text in files.items():
+            path = Path(tmp) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        return check_prometheus(Path(tmp) / "prometheus")
 
 
 def check_prometheus(directory: Path | str) -> list[str]:

@@ -63,8 +63,9 @@ DEPLOYED_TIERS: tuple[tuple[str, Callable[[StackContext], bool]], ...] = (
 RECEIVERS_PORT = 443
 
 # Tiers whose workloads call the Kubernetes API: the agents' k8s_attributes processor (and the k8s resolver
-# of the load_balancing exporter) call the API server; kubelet_stats calls the kubelet on its node.
-API_CALLERS: dict[str, tuple[str, ...]] = {"agents": ("kube-apiserver", "kubelet")}
+# of the load_balancing exporter) call the API server; kubelet_stats calls the kubelet on its node;
+# Prometheus finds the collectors' pods through the API server (kubernetes_sd_configs).
+API_CALLERS: dict[str, tuple[str, ...]] = {"agents": ("kube-apiserver", "kubelet"), "prometheus": ("kube-apiserver",)}
 
 
 def deployed_tiers(ctx: StackContext) -> tuple[str, ...]:

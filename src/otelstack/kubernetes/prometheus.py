@@ -6,6 +6,12 @@ certificate files (``tls/``) and the OpAMP admin token its scrape job reads (``s
 ``prometheus/flags.txt``; the TSDB is the volume claim at ``/var/lib/prometheus``. Probes: ``/-/ready`` and
 ``/-/healthy``.
 
+Its ``prometheus.yml`` is the same render with the collectors' jobs (``otel-agent``, ``otel-gateway``) found
+as pods (``kubernetes_sd_configs``, :func:`collector_pods`): on VMs the roles write the agents' target
+files and the gateways have a DNS name, neither of which exists in the cluster. To list and watch those
+pods Prometheus runs as ServiceAccount ``prometheus`` with its token mounted (the only backend that calls
+the API), bound to a Role on pods (get, list, watch) in each collectors' namespace — no ClusterRole.
+
 Alertmanager: ``alertmanager/alertmanager.yml`` (and ``web.yml`` with TLS) in ``alertmanager-config``, args
 ``alertmanager/flags.txt``;
 each receiver's secret (``secret_file``, which the render references and never inlines) is a key of the
@@ -23,10 +29,11 @@ from typing import TYPE_CHECKING
 from otelstack.backends import alertmanager as am_render
 from otelstack.backends import prometheus as prom_render
 from otelstack.errors import SpecError
-from otelstack.kubernetes import backend
+from otelstack.kubernetes import backend, network
 from otelstack.kubernetes.backend import Backend
-from otelstack.kubernetes.objects import SECRETS_NAME, Component, K8sObject
+from otelstack.kubernetes.objects import SECRETS_NAME, Component, K8sObject, checkov_skips, metadata, obj
 from otelstack.opamp.cli import ADMIN_TOKEN_ENV
+from otelstack.security import flows
 from otelstack.security.layout import ALERTMANAGER_PORT, PROMETHEUS_PORT
 
 if TYPE_CHECKING:
@@ -40,6 +47,61 @@ RECEIVERS_DIR = f"{am_render.CONFIG_DIR}/secrets"
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 # The files Prometheus' rendered config reads from its secrets directory → the key of otelstack-secrets.
 PROMETHEUS_SECRET_FILES = {basename(prom_render.OPAMP_TOKEN_FILE): ADMIN_TOKEN_ENV}
+# The rendered jobs whose targets Prometheus finds as pods in the cluster → the flows matrix's tier of those pods.
+COLLECTOR_JOBS = {"otel-agent": "agents", "otel-gateway": "gateways"}
+RBAC_API = "rbac.authorization.k8s.io/v1"
+POD_READER = "prometheus-pods"
+TOKEN_EXCEPTION = (("CKV_K8S_38", "Prometheus lists and watches the collectors' pods with this token"),)
+
+
+def collector_pods(ctx: StackContext) -> dict[str, prom_render.PodTargets]:
+    """Job → the collectors' pods: the tier's labels (those the NetworkPolicies select by), in the tier's
+    namespace, on the container port the flow Prometheus → tier names (``metrics``, :8888)."""
+    found = {}
+    for job, tier in COLLECTOR_JOBS.items():
+        (flow,) = [f for f in flows.FLOWS if f.source == PROMETHEUS.tier.name and f.target == tier]
+        listener = flows.tier(tier).listener(flow.ports[0], flow.protocol)
+        labels = tuple(sorted(flows.tier(tier).labels.items()))
+        found[job] = prom_render.PodTargets(network.tier_namespace(ctx, tier), labels, listener.name)
+    return found
+
+
+def pod_reader(ctx: StackContext) -> list[K8sObject]:
+    """ServiceAccount ``prometheus`` (no token by default: the pod mounts it), and in each namespace of
+    :func:`collector_pods` a Role reading pods, bound to it."""
+    env = ctx.spec.environment
+    name = PROMETHEUS.name
+    account = metadata(name, name, namespace=ctx.namespace, environment=env)
+    objects = [obj("v1", "ServiceAccount", account, automountServiceAccountToken=False)]
+    subject = [{"kind": "ServiceAccount", "name": name, "namespace": ctx.namespace}]
+    rules = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    for namespace in sorted({pods.namespace for pods in collector_pods(ctx).values()}):
+        where = metadata(POD_READER, name, namespace=namespace, environment=env, app=name)
+        objects += [
+            obj(RBAC_API, "Role", where, rules=rules),
+            obj(RBAC_API, "RoleBinding", where, subjects=subject,
+                roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": POD_READER}),
+        ]  # fmt: skip
+    return objects
+
+
+def in_cluster_config(ctx: StackContext) -> dict[str, str]:
+    """The files of ConfigMap ``prometheus-config``: the rendered ones, ``prometheus.yml`` with the collectors
+    found as pods (:func:`otelstack.backends.prometheus.in_cluster_config`: the same render)."""
+    return {
+        **_config_files(ctx, PROMETHEUS),
+        "prometheus.yml": prom_render.in_cluster_config(ctx.spec, collector_pods(ctx)),
+    }
+
+
+def in_cluster_problems(objects: list[K8sObject], backend_files: dict[str, str]) -> list[str]:
+    """The real promtool on the in-cluster ``prometheus.yml`` of ConfigMap ``prometheus-config`` among
+    ``objects`` (none: nothing to check), with the rendered rules and their tests beside it."""
+    found = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "prometheus-config"]
+    if not found:
+        return []
+    files = {rel: text for rel, text in backend_files.items() if rel.startswith("prometheus/")}
+    return prom_render.check_prometheus_files({**files, prom_render.CONFIG_FILE: found[0]["data"]["prometheus.yml"]})
 
 
 def _config_files(ctx: StackContext, rendered: Backend) -> dict[str, str]:
@@ -81,7 +143,7 @@ def prometheus_component(ctx: StackContext) -> Component | None:
     backend.require_spec_backend(ctx, "prometheus", spec.backends.prometheus.enabled)
     backend.check_endpoint(ctx, "prometheus", "backends.prometheus.endpoint", spec.backends.prometheus.endpoint,
                            PROMETHEUS_PORT)  # fmt: skip
-    config, rules = _config_files(ctx, PROMETHEUS), _rules(ctx)
+    config, rules = in_cluster_config(ctx), _rules(ctx)
     secrets = prometheus_secret_files(ctx)
     sources = [
         backend.config_map_source("prometheus-config", config),
@@ -97,13 +159,20 @@ def prometheus_component(ctx: StackContext) -> Component | None:
     scheme = "HTTPS" if prom_render.serves_tls(spec) else "HTTP"
     probe = backend.probes("/-/ready", "http", scheme, live="/-/healthy")
     main = backend.container(ctx, PROMETHEUS, args=args, probe=probe)
-    pod = backend.pod_spec(ctx, PROMETHEUS, main, sources)
+    pod = {
+        **backend.pod_spec(ctx, PROMETHEUS, main, sources),
+        "serviceAccountName": PROMETHEUS.name,
+        "automountServiceAccountToken": True,  # kubernetes_sd_configs calls the API server with it
+    }
     checksum = backend.checksum([*config.values(), *rules.values(), *args])
+    workload = backend.statefulset(ctx, PROMETHEUS, pod, checksum)
+    workload["metadata"]["annotations"] = checkov_skips(TOKEN_EXCEPTION)
     objects = [
+        *pod_reader(ctx),
         *backend.tls_certificate(ctx, PROMETHEUS),
         *backend.config_maps(ctx, PROMETHEUS, {"config": config, "rules": rules}),
         backend.service(ctx, PROMETHEUS),
-        backend.statefulset(ctx, PROMETHEUS, pod, checksum),
+        workload,
     ]
     return Component("prometheus", tuple(objects), depends_on=backend.depends(ctx))
 

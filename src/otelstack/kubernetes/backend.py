@@ -19,7 +19,7 @@ texts ``otelstack plan`` writes to build/ENV/<backend>/ — never a second copy 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -46,6 +46,9 @@ from otelstack.security import flows
 if TYPE_CHECKING:
     from otelstack.kubernetes.stack import StackContext
 
+# What a pod serves for a listener of its tier: the listener itself, except where a backend serves the same
+# role on another port (an in-cluster ClickHouse without TLS: clickhouse_server.py).
+Serve = Callable[[flows.Listener], flows.Listener]
 CONFIG_VOLUME = "config"
 DATA_VOLUME = "data"
 TMP_VOLUME = "tmp"
@@ -200,11 +203,12 @@ def container(
     probe: K8sObject,
     env: Sequence[K8sObject] = (),
     extra_mounts: Sequence[K8sObject] = (),
+    serve: Serve | None = None,
 ) -> K8sObject:
     settings = workload(ctx, backend)
     ports = [
         {"name": item.name, "containerPort": item.port, "protocol": item.protocol.upper()}
-        for item in backend.tier.listeners
+        for item in map(serve or _same, backend.tier.listeners)
     ]
     result: K8sObject = {
         "name": backend.name,
@@ -305,15 +309,19 @@ def deployment(ctx: StackContext, backend: Backend, pod: K8sObject, config_check
     return [claim, obj("apps/v1", "Deployment", meta, spec=spec)]
 
 
-def service(ctx: StackContext, backend: Backend) -> K8sObject:
+def _same(listener: flows.Listener) -> flows.Listener:
+    return listener
+
+
+def service(ctx: StackContext, backend: Backend, serve: Serve | None = None) -> K8sObject:
     """The Service the spec's endpoint names: every listener a flow opens (the same names as the pods')."""
     opened = {
         (p, f.protocol) for f in flows.FLOWS if f.target == backend.name and f.source != backend.name for p in f.ports
     }
+    served = [(serve or _same)(item) for item in backend.tier.listeners if (item.port, item.protocol) in opened]
     ports = [
         {"name": item.name, "port": item.port, "targetPort": item.name, "protocol": item.protocol.upper()}
-        for item in backend.tier.listeners
-        if (item.port, item.protocol) in opened
+        for item in served
     ]
     meta = metadata(backend.name, backend.name, namespace=ctx.namespace, environment=ctx.spec.environment)
     selector = selector_labels(backend.name, backend.name)

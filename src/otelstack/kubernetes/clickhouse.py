@@ -83,20 +83,24 @@ def user_secret_names(ctx: StackContext, files: dict[str, str]) -> tuple[str, ..
     return tuple(ref.removeprefix("env:") for ref in refs)
 
 
+def server_in_cluster(ctx: StackContext) -> bool:
+    """The stack runs the ClickHouse server too (clickhouse_server.py), which reads the admin password."""
+    return backend.runs(ctx, "clickhouse")
+
+
 def secret_names(ctx: StackContext) -> tuple[str, ...]:
-    """Keys of otelstack-secrets the Job reads (besides the spec's own)."""
-    if not runs(ctx):
-        return ()
-    return (ctx.cluster.clickhouse_schema.admin_password_key, *user_secret_names(ctx, schema_files(ctx)))
+    """Keys of otelstack-secrets the Job and an in-cluster server read (besides the spec's own)."""
+    admin = (ctx.cluster.clickhouse_schema.admin_password_key,) if runs(ctx) or server_in_cluster(ctx) else ()
+    return (*admin, *(user_secret_names(ctx, schema_files(ctx)) if runs(ctx) else ()))
 
 
 def generated_keys(ctx: StackContext) -> tuple[str, ...]:
     """The users' passwords (users.sql's secrets) the program may generate: the Job sets them on every run,
-    so a generated value reaches ClickHouse, the gateways and Grafana alike. Never the admin password, which
-    ClickHouse already has."""
-    if not runs(ctx):
-        return ()
-    return user_secret_names(ctx, schema_files(ctx))
+    so a generated value reaches ClickHouse, the gateways and Grafana alike. The admin password only when the
+    stack runs the server too (the server and the Job then read the same generated value); a ClickHouse
+    outside the cluster has its admin password already."""
+    admin = (ctx.cluster.clickhouse_schema.admin_password_key,) if server_in_cluster(ctx) else ()
+    return (*admin, *(user_secret_names(ctx, schema_files(ctx)) if runs(ctx) else ()))
 
 
 def runs(ctx: StackContext) -> bool:
@@ -169,4 +173,5 @@ def component(ctx: StackContext) -> Component | None:
     files = schema_files(ctx)
     meta = metadata(COMPONENT, COMPONENT, namespace=ctx.namespace, environment=ctx.spec.environment)
     objects = [obj("v1", "ConfigMap", meta, data=files), job(ctx, files)]
-    return Component(COMPONENT, tuple(objects), depends_on=backend.depends(ctx))
+    # After an in-cluster server (dropped when ClickHouse runs elsewhere): Pulumi waits for its StatefulSet.
+    return Component(COMPONENT, tuple(objects), depends_on=(*backend.depends(ctx), "clickhouse"))

@@ -189,5 +189,5 @@ def component(ctx: StackContext) -> Component:
         objects.append(autoscaler(ctx))
     # After the stores the stack runs and the ClickHouse schema Job (absent ones are dropped): the gateways'
     # first exports find the stores up and ClickHouse's tables created (the exporter never creates them).
-    stores = ("prometheus", "tempo", "loki", "clickhouse-schema")
+    stores = ("prometheus", "tempo", "loki", "clickhouse", "clickhouse-schema")
     return Component(COMPONENT, tuple(objects), depends_on=("certificates", *stores))

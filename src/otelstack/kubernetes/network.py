@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from otelstack.kubernetes import beyla, clickhouse
+from otelstack.kubernetes import beyla, clickhouse, clickhouse_altinity, clickhouse_server, grafana
 from otelstack.kubernetes.objects import Component, K8sObject, metadata, obj
 from otelstack.security import flows, layout
 
@@ -57,9 +57,10 @@ DEPLOYED_TIERS: tuple[tuple[str, Callable[[StackContext], bool]], ...] = (
     ("tempo", lambda ctx: ctx.cluster.backends.tempo.enabled),
     ("loki", lambda ctx: ctx.cluster.backends.loki.enabled),
     ("grafana", lambda ctx: ctx.cluster.backends.grafana.enabled),
+    ("clickhouse", lambda ctx: ctx.cluster.backends.clickhouse.enabled),
 )
 # Egress outside the flows matrix: Alertmanager's receivers (PagerDuty, Slack, webhooks: HTTPS to addresses
-# the stack cannot know) and Tempo's object storage (the spec's S3 endpoint).
+# the stack cannot know), Tempo's object storage (the spec's S3 endpoint) and Grafana's plugin download.
 RECEIVERS_PORT = 443
 
 # Tiers whose workloads call the Kubernetes API: the agents' k8s_attributes processor (and the k8s resolver
@@ -107,6 +108,80 @@ def _numbered(ports: tuple[int, ...] | list[int], protocol: str = "TCP") -> list
 
 def _named(listeners: tuple[flows.Listener, ...]) -> list[K8sObject]:
     return [{"protocol": item.protocol.upper(), "port": item.name} for item in listeners]
+
+
+def _served(ctx: StackContext, tier: str, listeners: tuple[flows.Listener, ...]) -> tuple[flows.Listener, ...]:
+    """The listeners the pods of `tier` serve for the matrix's: an in-cluster ClickHouse without TLS serves
+    its plaintext ports (clickhouse_server.serve)."""
+    if tier != clickhouse_server.CLICKHOUSE.name:
+        return listeners
+    if clickhouse_server.mode(ctx) == "altinity":
+        return tuple(map(clickhouse_altinity.served(ctx), listeners))
+    return tuple(map(clickhouse_server.serve(ctx), listeners))
+
+
+def _altinity(ctx: StackContext) -> bool:
+    return clickhouse_server.runs(ctx) and clickhouse_server.mode(ctx) == "altinity"
+
+
+def _clickhouse_peers(ctx: StackContext) -> tuple[K8sObject, tuple[flows.Listener, ...]]:
+    """The replicas of the operator's cluster as a peer, and what they call on each other: interserver
+    HTTP (part fetches) and the native protocol (Distributed queries, ON CLUSTER DDL)."""
+    tier = flows.tier(clickhouse_server.CLICKHOUSE.name)
+    native = _served(ctx, tier.name, (tier.listener(layout.CLICKHOUSE_NATIVE_TLS_PORT, "tcp"),))
+    return _pods(ctx, tier.name, ctx.namespace), (*native, clickhouse_altinity.INTERSERVER)
+
+
+def _keeper_pods() -> K8sObject:
+    keeper = clickhouse_altinity.KEEPER
+    return {"podSelector": {"matchLabels": {flows.PART_OF_LABEL: flows.PART_OF, flows.COMPONENT_LABEL: keeper}}}
+
+
+def _clickhouse_ingress(ctx: StackContext) -> list[tuple[str, K8sObject]]:
+    """Into an in-cluster ClickHouse besides the matrix: the operator's replicas and the operator (mode
+    altinity), and the schema Job (its runner calls the HTTP(S) interface)."""
+    rules = _altinity_ingress(ctx) if _altinity(ctx) else []
+    if clickhouse.runs(ctx):
+        job = {"podSelector": {"matchLabels": _schema_job_labels()}}
+        rules.append((clickhouse.COMPONENT, {"from": [job], "ports": _named((_schema_job_listener(ctx),))}))
+    return rules
+
+
+def _altinity_ingress(ctx: StackContext) -> list[tuple[str, K8sObject]]:
+    """Into the operator's ClickHouse pods besides the matrix: the other replicas, and the operator itself
+    (it queries every host over the HTTP(S) interface)."""
+    replicas, calls = _clickhouse_peers(ctx)
+    tier = flows.tier(clickhouse_server.CLICKHOUSE.name)
+    http = _served(ctx, tier.name, (tier.listener(layout.CLICKHOUSE_HTTPS_PORT, "tcp"),))
+    operator = _in_namespace(clickhouse_altinity.OPERATOR_NAMESPACE, clickhouse_altinity.OPERATOR_POD_LABELS)
+    return [
+        ("clickhouse-replicas", {"from": [replicas], "ports": _named(calls)}),
+        ("clickhouse-operator", {"from": [operator], "ports": _named(http)}),
+    ]
+
+
+def _altinity_egress(ctx: StackContext) -> list[tuple[str, K8sObject]]:
+    replicas, calls = _clickhouse_peers(ctx)
+    return [
+        ("clickhouse-replicas", {"to": [replicas], "ports": _named(calls)}),
+        ("clickhouse-keeper", {"to": [_keeper_pods()], "ports": _named((clickhouse_altinity.KEEPER_CLIENT,))}),
+    ]
+
+
+def keeper_policy(ctx: StackContext) -> K8sObject:
+    """The operator's Keeper pods: ClickHouse calls them on the ZooKeeper port, they speak Raft to each other."""
+    clickhouse_pods = _pods(ctx, clickhouse_server.CLICKHOUSE.name, ctx.namespace)
+    raft = {"ports": _named((clickhouse_altinity.KEEPER_RAFT,))}
+    ingress = (
+        ["clickhouse-keeper", "keeper-raft"],
+        [
+            {"from": [clickhouse_pods], "ports": _named((clickhouse_altinity.KEEPER_CLIENT,))},
+            {"from": [_keeper_pods()], **raft},
+        ],
+    )
+    egress = (["keeper-raft", "dns"], [{"to": [_keeper_pods()], **raft}, _dns_rule(ctx)])
+    selector = _keeper_pods()["podSelector"]
+    return _policy(ctx, f"otelstack-{clickhouse_altinity.KEEPER}", ctx.namespace, selector, ingress, egress)
 
 
 def tier_namespace(ctx: StackContext, tier: str) -> str:
@@ -157,7 +232,10 @@ def _ingress(ctx: StackContext, tier: str, running: tuple[str, ...]) -> tuple[li
             peers = _external_peers(ctx, rule.peer.name, tier)
         if peers:
             names.append(rule.flow)
-            rules.append({"from": peers, "ports": _named(rule.listeners)})
+            rules.append({"from": peers, "ports": _named(_served(ctx, tier, rule.listeners))})
+    for name, extra in _clickhouse_ingress(ctx) if tier == clickhouse_server.CLICKHOUSE.name else ():
+        names.append(name)
+        rules.append(extra)
     return names, rules
 
 
@@ -188,7 +266,7 @@ def _egress(ctx: StackContext, tier: str, running: tuple[str, ...]) -> tuple[lis
             continue
         if flow.target in running:
             target = flows.tier(flow.target)
-            listeners = tuple(target.listener(port, flow.protocol) for port in flow.ports)
+            listeners = _served(ctx, flow.target, tuple(target.listener(port, flow.protocol) for port in flow.ports))
             rule: K8sObject = {"to": [_pods(ctx, flow.target, tier_namespace(ctx, tier))], "ports": _named(listeners)}
         else:
             ports = outside_ports(ctx.spec, flow.target)
@@ -201,6 +279,9 @@ def _egress(ctx: StackContext, tier: str, running: tuple[str, ...]) -> tuple[lis
             rule = {"to": _ip_blocks(outside.get(flow.target, [])), "ports": _numbered(ports, flow.protocol.upper())}
         names.append(flow.name)
         rules.append(rule)
+    for name, extra in _altinity_egress(ctx) if tier == clickhouse_server.CLICKHOUSE.name and _altinity(ctx) else ():
+        names.append(name)
+        rules.append(extra)
     names.append("dns")
     rules.append(_dns_rule(ctx))
     for name, api_rule in _api_rules(ctx, tier):
@@ -213,6 +294,10 @@ def _egress(ctx: StackContext, tier: str, running: tuple[str, ...]) -> tuple[lis
     if tier == "tempo" and storage.kind == "s3" and storage.endpoint:
         names.append("object-storage")
         rules.append({"to": _ip_blocks([]), "ports": _numbered([int(storage.endpoint.rsplit(":", 1)[1])])})
+    plugins = grafana.plugin_egress(ctx) if tier == "grafana" else None
+    if plugins is not None:  # the ClickHouse datasource plugin, from grafana.com (grafana.py)
+        names.append("plugins")
+        rules.append(plugins)
     postgresql = ctx.cluster.opamp_server.postgresql
     if tier == "opamp_servers" and postgresql is not None:
         names.append("postgresql")
@@ -286,15 +371,31 @@ def beyla_policy(ctx: StackContext) -> K8sObject:
     )
 
 
+def _schema_job_labels() -> dict[str, str]:
+    return {flows.PART_OF_LABEL: flows.PART_OF, flows.COMPONENT_LABEL: clickhouse.COMPONENT}
+
+
+def _schema_job_listener(ctx: StackContext) -> flows.Listener:
+    """The in-cluster ClickHouse's HTTP(S) listener, which the schema Job's runner calls."""
+    tier = flows.tier(clickhouse_server.CLICKHOUSE.name)
+    return _served(ctx, tier.name, (tier.listener(layout.CLICKHOUSE_HTTPS_PORT, "tcp"),))[0]
+
+
 def schema_job_policy(ctx: StackContext) -> K8sObject:
     """The ClickHouse schema Job (clickhouse.py) calls ClickHouse's HTTP(S) interface and resolves names;
-    it takes no connection. ClickHouse outside the cluster: ``networkPolicies.outside.clickhouse`` or any
-    address, on the runner's port only."""
-    target = urlsplit(clickhouse.url(ctx))
-    port = target.port or {"http": 80, "https": 443}[target.scheme]
-    outside = ctx.cluster.network_policies.outside.get("clickhouse", [])
-    egress = (["clickhouse", "dns"], [{"to": _ip_blocks(outside), "ports": _numbered([port])}, _dns_rule(ctx)])
-    selector = {"matchLabels": {flows.PART_OF_LABEL: flows.PART_OF, flows.COMPONENT_LABEL: clickhouse.COMPONENT}}
+    it takes no connection. ClickHouse in the cluster: its pods, on the named HTTP(S) port (the ClickHouse
+    policy lets the Job in); outside: ``networkPolicies.outside.clickhouse`` or any address, on the runner's
+    port only."""
+    if clickhouse_server.runs(ctx):
+        pods = _pods(ctx, clickhouse_server.CLICKHOUSE.name, ctx.namespace)
+        to_clickhouse: K8sObject = {"to": [pods], "ports": _named((_schema_job_listener(ctx),))}
+    else:
+        target = urlsplit(clickhouse.url(ctx))
+        port = target.port or {"http": 80, "https": 443}[target.scheme]
+        outside = ctx.cluster.network_policies.outside.get("clickhouse", [])
+        to_clickhouse = {"to": _ip_blocks(outside), "ports": _numbered([port])}
+    egress = (["clickhouse", "dns"], [to_clickhouse, _dns_rule(ctx)])
+    selector = {"matchLabels": _schema_job_labels()}
     return _policy(ctx, f"otelstack-{clickhouse.COMPONENT}", ctx.namespace, selector, egress=egress)
 
 
@@ -336,6 +437,8 @@ def component(ctx: StackContext) -> Component | None:
     objects += [tier_policy(ctx, tier) for tier in deployed_tiers(ctx)]
     if clickhouse.runs(ctx):
         objects.append(schema_job_policy(ctx))
+    if _altinity(ctx):
+        objects.append(keeper_policy(ctx))
     depends = ["namespace"]
     if ctx.cluster.beyla.enabled:
         objects += [default_deny(ctx, beyla.namespace(ctx)), beyla_policy(ctx)]

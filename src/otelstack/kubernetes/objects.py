@@ -35,6 +35,7 @@ COMPONENTS = (
     "tempo",
     "loki",
     "grafana",
+    "clickhouse",
     "clickhouse-schema",
     "network-policies",
 )

@@ -263,6 +263,10 @@ ALERTMANAGER_IMAGE = Image(repository="quay.io/prometheus/alertmanager", tag="v0
 TEMPO_IMAGE = Image(repository="docker.io/grafana/tempo", tag="2.10.6")
 LOKI_IMAGE = Image(repository="docker.io/grafana/loki", tag="3.7.8")
 GRAFANA_IMAGE = Image(repository="docker.io/grafana/grafana", tag="12.4.0")
+# The 26.9 line of the engine chDB 4.4.0 embeds (26.9.2.1), on which the schema and the server fragments are
+# checked; docs/kubernetes/backends.md ("ClickHouse in the cluster") says where each tag was seen.
+CLICKHOUSE_IMAGE = Image(repository="docker.io/clickhouse/clickhouse-server", tag="26.9.14.10")
+KEEPER_IMAGE = Image(repository="docker.io/clickhouse/clickhouse-keeper", tag="26.9.14.10")
 STORAGE_CLASS = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 
@@ -310,10 +314,81 @@ class LokiWorkload(BackendWorkload):
     memory_limit: str = Field("2Gi", pattern=QUANTITY.pattern, description="memory request and limit")
 
 
+# grafana/clickhouse-datasource v4.20.0: its plugin.json asks for Grafana >=11.6.0-0 (12.4.0 is the image),
+# and its OpenTelemetry schema 1.3.0 is the one of the collector's clickhouseexporter from v0.151.0 on
+# (docs/kubernetes/backends.md, "Grafana's ClickHouse plugin").
+CLICKHOUSE_PLUGIN_VERSION = "4.20.0"
+
+
+class GrafanaPlugin(Strict):
+    """How Grafana gets the ClickHouse datasource plugin (``grafana-clickhouse-datasource``), which its image
+    lacks; it matters only where the rendered provisioning has the ClickHouse datasource."""
+
+    install: Literal["preinstall", "image"] = Field(
+        "preinstall",
+        description="preinstall: Grafana installs `version` from grafana.com before it starts serving "
+        "(GF_PLUGINS_PREINSTALL_SYNC), over HTTPS its NetworkPolicy opens; image: the image has the plugin "
+        "(an air-gapped cluster), Grafana downloads nothing (GF_PLUGINS_PREINSTALL_DISABLED)",
+    )
+    version: str = Field(CLICKHOUSE_PLUGIN_VERSION, description="the plugin release, X.Y.Z")
+    download_cidrs: list[Cidr] = Field(
+        default_factory=list,
+        description="preinstall: the networks Grafana may download from on 443 (e.g. a proxy's); empty: any "
+        "public address (private, shared, link-local and loopback ranges excluded)",
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _release(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", v):
+            raise ValueError(
+                f"version {v!r} is not a plugin release; allowed: X.Y.Z, e.g. {CLICKHOUSE_PLUGIN_VERSION} "
+                "(never latest)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _downloads(self) -> GrafanaPlugin:
+        if self.install == "image" and self.download_cidrs:
+            raise ValueError(
+                "`downloadCidrs` is given with `install: image`, where Grafana downloads nothing; allowed: "
+                "remove it, or `install: preinstall`"
+            )
+        return self
+
+
 class GrafanaWorkload(BackendWorkload):
     image: Image = Field(default_factory=lambda: GRAFANA_IMAGE)
     storage_gib: int = Field(5, ge=1, le=65536, description="size of Grafana's database volume, GiB")
     memory_limit: str = Field("512Mi", pattern=QUANTITY.pattern, description="memory request and limit")
+    clickhouse_plugin: GrafanaPlugin = Field(default_factory=lambda: GrafanaPlugin())
+
+
+class ClickHouseWorkload(BackendWorkload):
+    """ClickHouse in the cluster: one server (``single``) or a replicated cluster with Keeper rendered as the
+    Altinity operator's resources (``altinity``; the operator must be installed)."""
+
+    image: Image = Field(default_factory=lambda: CLICKHOUSE_IMAGE)
+    mode: Literal["single", "altinity"] = Field(
+        "single", description="single: one server (StatefulSet); altinity: ClickHouseInstallation + Keeper"
+    )
+    storage_gib: int = Field(100, ge=1, le=65536, description="size of each server's data volume, GiB")
+    memory_limit: str = Field("4Gi", pattern=QUANTITY.pattern, description="memory request and limit")
+    shards: int = Field(1, ge=1, le=64, description="altinity: shards of the cluster")
+    replicas: int = Field(1, ge=1, le=16, description="altinity: replicas of each shard")
+    keeper_replicas: Literal[1, 3, 5] = Field(3, description="altinity: ClickHouse Keeper nodes (a Raft quorum)")
+    keeper_image: Image = Field(default_factory=lambda: KEEPER_IMAGE)
+    keeper_storage_gib: int = Field(10, ge=1, le=65536, description="altinity: size of each Keeper's volume, GiB")
+    keeper_memory_limit: str = Field("1Gi", pattern=QUANTITY.pattern, description="altinity: each Keeper's memory")
+
+    @model_validator(mode="after")
+    def _layout(self) -> ClickHouseWorkload:
+        if self.mode == "single" and (self.shards, self.replicas) != (1, 1):
+            raise ValueError(
+                f"`shards` = {self.shards} and `replicas` = {self.replicas} with mode `single`, which runs one "
+                "server; allowed: 1 and 1, or mode `altinity` for a sharded or replicated cluster"
+            )
+        return self
 
 
 class BackendWorkloads(Strict):
@@ -324,6 +399,7 @@ class BackendWorkloads(Strict):
     tempo: TempoWorkload = Field(default_factory=lambda: TempoWorkload())
     loki: LokiWorkload = Field(default_factory=lambda: LokiWorkload())
     grafana: GrafanaWorkload = Field(default_factory=lambda: GrafanaWorkload())
+    clickhouse: ClickHouseWorkload = Field(default_factory=lambda: ClickHouseWorkload())
 
     def enabled(self, name: str) -> bool:
         workload: BackendWorkload = getattr(self, name)

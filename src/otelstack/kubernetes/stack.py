@@ -16,6 +16,7 @@ from otelstack.kubernetes import (
     cert_manager,
     certificates,
     clickhouse,
+    clickhouse_server,
     gateway,
     grafana,
     namespace,
@@ -90,6 +91,7 @@ BUILDERS: tuple[Builder, ...] = (
     stores.tempo_component,
     stores.loki_component,
     grafana.component,
+    clickhouse_server.component,
     clickhouse.component,
     network.component,
 )

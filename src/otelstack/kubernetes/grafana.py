@@ -7,6 +7,13 @@ certificate files (``tls/``) and the admin password and secret key (``secrets/``
 never a chart default). Anonymous access stays off (the rendered grafana.ini; ``check_grafana`` refuses
 otherwise). Datasource secrets the provisioning reads as ``$__env{NAME}`` come from the keys of
 ``otelstack-secrets``. The database is on a PersistentVolumeClaim; probe: ``/api/health``.
+
+The ClickHouse datasource needs the plugin ``grafana-clickhouse-datasource``, which the image lacks. Where
+the rendered provisioning has that datasource, Grafana installs the pinned release before it serves
+(``GF_PLUGINS_PREINSTALL_SYNC=<id>@<version>``: Grafana's ``[plugins] preinstall_sync``) onto its data
+volume, and its NetworkPolicy opens HTTPS to public addresses (or ``downloadCidrs``) for the download
+(:func:`plugin_egress`); with ``clickhousePlugin.install: image`` the image has it and Grafana downloads
+nothing (``GF_PLUGINS_PREINSTALL_DISABLED``).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from __future__ import annotations
 import re
 from posixpath import basename
 from typing import TYPE_CHECKING
+
+import yaml
 
 from otelstack.backends.endpoints import GRAFANA_FILES
 from otelstack.backends.grafana.provisioning import (
@@ -44,6 +53,14 @@ CONFIG_FILES = {
     DASHBOARDS_PROVIDER_FILE: ("dashboards.yaml", DASHBOARDS_PROVIDER_FILE.removeprefix("grafana/")),
 }
 ENV_REFERENCE = re.compile(r"\$__env\{([A-Za-z_][A-Za-z0-9_]*)\}")
+CLICKHOUSE_PLUGIN = "grafana-clickhouse-datasource"
+PLUGIN_DOWNLOAD_PORT = 443
+# Public addresses: everything but the private, shared (CGNAT), link-local (cloud metadata) and loopback
+# ranges, where a cluster's pods, Services and nodes are.
+PUBLIC_ADDRESSES = (
+    ("0.0.0.0/0", ("10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16")),
+    ("::/0", ("::1/128", "fc00::/7", "fe80::/10")),
+)
 
 
 def env_names(ctx: StackContext) -> tuple[str, ...]:
@@ -54,6 +71,42 @@ def env_names(ctx: StackContext) -> tuple[str, ...]:
 
 def secret_names(ctx: StackContext) -> tuple[str, ...]:
     return env_names(ctx) if backend.runs(ctx, GRAFANA.name) else ()
+
+
+def provisions_clickhouse(ctx: StackContext) -> bool:
+    """The rendered datasources have one of the ClickHouse plugin's type."""
+    rendered = yaml.safe_load(ctx.backend_file(DATASOURCES_FILE)) or {}
+    return any(item.get("type") == CLICKHOUSE_PLUGIN for item in rendered.get("datasources") or [])
+
+
+def downloads_plugin(ctx: StackContext) -> bool:
+    """Grafana runs in the cluster, provisions the ClickHouse datasource and installs its plugin itself."""
+    settings = ctx.cluster.backends.grafana.clickhouse_plugin
+    return backend.runs(ctx, GRAFANA.name) and settings.install == "preinstall" and provisions_clickhouse(ctx)
+
+
+def plugin_env(ctx: StackContext) -> list[K8sObject]:
+    """Grafana's plugin settings (environment overrides of ``[plugins]``): install the pinned ClickHouse
+    plugin before serving, or download nothing when the image has it."""
+    settings = ctx.cluster.backends.grafana.clickhouse_plugin
+    if settings.install == "image":
+        return [{"name": "GF_PLUGINS_PREINSTALL_DISABLED", "value": "true"}]
+    if not provisions_clickhouse(ctx):
+        return []
+    return [{"name": "GF_PLUGINS_PREINSTALL_SYNC", "value": f"{CLICKHOUSE_PLUGIN}@{settings.version}"}]
+
+
+def plugin_egress(ctx: StackContext) -> K8sObject | None:
+    """Egress of Grafana's NetworkPolicy for the plugin download: HTTPS to ``downloadCidrs``, or to any public
+    address; None when Grafana downloads nothing."""
+    if not downloads_plugin(ctx):
+        return None
+    cidrs = ctx.cluster.backends.grafana.clickhouse_plugin.download_cidrs
+    if cidrs:
+        peers = [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
+    else:
+        peers = [{"ipBlock": {"cidr": cidr, "except": list(private)}} for cidr, private in PUBLIC_ADDRESSES]
+    return {"to": peers, "ports": [{"protocol": "TCP", "port": PLUGIN_DOWNLOAD_PORT}]}
 
 
 def component(ctx: StackContext) -> Component | None:
@@ -74,7 +127,11 @@ def component(ctx: StackContext) -> Component | None:
     ]
     admin = backend.config_secret(ctx, GRAFANA, ADMIN_SECRET, ADMIN_KEYS)
     scheme = "HTTP" if backend.backend_tls(ctx) is TlsMode.INSECURE else "HTTPS"
-    variables: list[K8sObject] = [{"name": "GF_PATHS_LOGS", "value": "/tmp/log"}, *secret_env(env_names(ctx))]
+    variables: list[K8sObject] = [
+        {"name": "GF_PATHS_LOGS", "value": "/tmp/log"},
+        *plugin_env(ctx),
+        *secret_env(env_names(ctx)),
+    ]
     main = backend.container(ctx, GRAFANA, args=[], probe=backend.probes("/api/health", "http", scheme), env=variables)
     del main["args"]  # the image's entrypoint reads /etc/grafana/grafana.ini (GF_PATHS_CONFIG)
     pod = backend.pod_spec(ctx, GRAFANA, main, sources)

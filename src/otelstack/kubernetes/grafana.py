@@ -102,6 +102,7 @@ def plugin_egress(ctx: StackContext) -> K8sObject | None:
     if not downloads_plugin(ctx):
         return None
     cidrs = ctx.cluster.backends.grafana.clickhouse_plugin.download_cidrs
+    peers: list[K8sObject]
     if cidrs:
         peers = [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
     else:

@@ -237,12 +237,11 @@ class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):  # type: ignore[no-untyped-def]
         self.set_options(var_options=variables, direct=kwargs)
         opt = lambda name: _plain(self.get_option(name))  # noqa: E731
+        # Each term imports only the otelstack modules it needs: a lookup runs in a worker forked per task
+        # and host, which pays every import its parent (the controller process) has not made already
+        # (playbooks/callback_plugins/otelstack_controller.py makes them there, once).
         try:
-            from otelstack.catalog import versions
             from otelstack.errors import OtelstackError
-            from otelstack.render import render_agent_config, render_supervisor_config
-            from otelstack.security import nftables
-            from otelstack.security.layout import vm_facts
         except ImportError as exc:  # pragma: no cover - environment problem
             raise AnsibleLookupError(
                 f"the otelstack Python package is not importable by the controller's Python: {exc}"
@@ -251,6 +250,8 @@ class LookupModule(LookupBase):
         for term in map(str, terms):
             try:
                 if term == "layout":
+                    from otelstack.security.layout import vm_facts
+
                     results.append(vm_facts())
                     continue
                 if term == "version":
@@ -263,6 +264,8 @@ class LookupModule(LookupBase):
 
                     results.append([name for provider, name in secret_references(opt("text")) if provider == "env"])
                     continue
+                if term in ("firewall", "firewall_unknown"):
+                    from otelstack.security import nftables
                 if term == "firewall_unknown":
                     # The platform hosts (members of a platform-role group) with no known address.
                     variables = variables or {}
@@ -274,6 +277,8 @@ class LookupModule(LookupBase):
                     results.append(self._firewall(nftables, variables or {}, opt))
                     continue
                 if term == "release":
+                    from otelstack.catalog import versions
+
                     rel = versions.opampsupervisor() if opt("component") == "opampsupervisor" \
                         else versions.otelcol_contrib()
                     if opt("version"):
@@ -295,6 +300,8 @@ class LookupModule(LookupBase):
                 if not common["configs_dir"] or not common["env"]:
                     raise AnsibleLookupError("otelstack lookup: configs_dir and env are required")
                 if term == "collector":
+                    from otelstack.render import render_agent_config
+
                     rendered = render_agent_config(
                         common["configs_dir"], common["env"], common["region"],
                         profile=opt("profile"), agent=opt("agent") or None,
@@ -312,6 +319,8 @@ class LookupModule(LookupBase):
                     results.append(_gateway_names(common, opt("profile")))
                     continue
                 elif term == "supervisor":
+                    from otelstack.render import render_supervisor_config
+
                     rendered = render_supervisor_config(
                         common["configs_dir"], common["env"], common["region"], profile=opt("profile"),
                         agent=opt("agent") or None,

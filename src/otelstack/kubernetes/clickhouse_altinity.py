@@ -28,7 +28,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from otelstack.kubernetes import backend, clickhouse_config
-from otelstack.kubernetes.clickhouse_server import CLICKHOUSE, MAIN_CONFIG, SERVER_BINARY, admin_password_env, serve
+from otelstack.kubernetes.clickhouse_server import (
+    CLICKHOUSE,
+    MAIN_CONFIG,
+    SERVER_BINARY,
+    admin_password_env,
+    serve,
+    tls_volume,
+)
 from otelstack.kubernetes.collector import scheduling
 from otelstack.kubernetes.objects import (
     SECRETS_NAME,
@@ -144,10 +151,7 @@ def installation(ctx: StackContext, tls: bool) -> K8sObject:
     if tls:
         files[f"config.d/{clickhouse_config.TLS_FILE}"] = clickhouse_config.tls_fragment(mtls)
         mounts.append({"name": "tls", "mountPath": clickhouse_config.TLS_DIR, "readOnly": True})
-        items = [{"key": "ca.crt", "path": "ca.crt"}, {"key": "tls.crt", "path": "server.crt"},
-                 {"key": "tls.key", "path": "server.key"}]  # fmt: skip
-        volumes.append({"name": "tls", "secret": {"secretName": CLICKHOUSE.tls_secret, "defaultMode": 0o440,
-                                                  "items": items}})  # fmt: skip
+        volumes.append(tls_volume(ctx))
     main = _container(ctx, "clickhouse", settings.image.reference, mounts, settings.memory_limit)
     # As in mode single: the server itself, not the image's entrypoint (which writes under /etc).
     main["command"], main["args"] = [SERVER_BINARY], [f"--config-file={MAIN_CONFIG}"]

@@ -20,6 +20,7 @@ from otelstack.collector.gateway import render_gateway
 from otelstack.collector.overlays import apply_emergency, safe_minimal
 from otelstack.collector.supervisor import render_supervisor
 from otelstack.errors import ConfigValidationError, SpecError
+from otelstack.kubernetes import clickhouse_altinity
 from otelstack.kubernetes.objects import Component
 from otelstack.kubernetes.prometheus import in_cluster_problems
 from otelstack.kubernetes.settings import ClusterSettings, load_stack_settings, stack_file
@@ -37,7 +38,7 @@ from otelstack.validate.collector import (
     validate_collector_config,
     validate_supervisor_config,
 )
-from otelstack.validate.kubernetes import validate_objects
+from otelstack.validate.kubernetes import Report, validate_custom_resources, validate_objects
 from otelstack.yamlout import dump
 
 # The top directories of build/ENV/ that otelstack.backends.render_backends writes.
@@ -263,7 +264,10 @@ def _kubernetes_files(
     exported = export_stack(components, _header(spec, f"Kubernetes objects, stack {stack_path.name}"))
     note("kubernetes-validate, CRD schemas and checkov on k8s/")
     objects = {rel: text for rel, text in exported.items() if not rel.startswith(f"{SOURCES_DIR}/")}
-    report = validate_objects([o for c in components for o in c.objects], objects, crd_paths=_crd_paths(notes))
+    every = [o for c in components for o in c.objects]
+    operator = clickhouse_altinity.operator_resources(every)
+    report = validate_objects([o for o in every if o not in operator], objects, crd_paths=_crd_paths(notes))
+    _check_operator_resources(operator, report)
     notes += report.notes
     if report.errors:
         raise ConfigValidationError(f"{stack_path.name}: the Kubernetes objects are invalid; nothing was written",
@@ -275,6 +279,21 @@ def _kubernetes_files(
         raise ConfigValidationError(f"{stack_path.name}: the in-cluster prometheus.yml is invalid; nothing was written",
                                     problems)  # fmt: skip
     return exported
+
+
+def _check_operator_resources(objects: list[Mapping[str, Any]], report: Report) -> None:
+    """The Altinity operator's resources against its bundle when one is given (clickhouse_altinity.py), else a
+    note: its CRDs cannot be fetched like the pinned ones."""
+    if not objects:
+        return
+    bundle = clickhouse_altinity.crd_bundle()
+    if bundle is None:
+        report.notes.append(
+            f"{len(objects)} Altinity operator resources not checked against its CRDs: set "
+            f"{clickhouse_altinity.BUNDLE_ENV} to its install bundle at release {clickhouse_altinity.ALTINITY_OPERATOR}"
+        )
+        return
+    validate_custom_resources(objects, [bundle], report)
 
 
 def _crd_paths(notes: list[str]) -> list[Path] | None:

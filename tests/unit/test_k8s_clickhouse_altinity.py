@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 
 from otelstack.backends import render_backends
-from otelstack.kubernetes.clickhouse_altinity import ALTINITY_OPERATOR
+from otelstack.kubernetes.clickhouse_altinity import ALTINITY_OPERATOR, BUNDLE_ENV, operator_resources
 from otelstack.kubernetes.stack import export_stack
 from otelstack.validate import kubernetes as kv
 from tests.unit.k8s_helpers import find
 from tests.unit.test_k8s_clickhouse_server import ON, clickhouse_spec, render
 
-BUNDLE_ENV = "OTELSTACK_ALTINITY_BUNDLE"
 ALTINITY = {**ON, "backends": {"clickhouse": {"enabled": True, "mode": "altinity", "shards": 2, "replicas": 3}}}
 
 
@@ -125,3 +124,25 @@ def test_the_exported_objects_pass_the_schemas_and_checkov() -> None:
     builtin = [o for c in components for o in c.objects if not o["apiVersion"].startswith("clickhouse")]
     report = kv.validate_objects(builtin, export_stack(components), checkov=kv.checkov_program() is not None)
     assert report.errors == []
+
+
+def test_plan_checks_the_operators_resources_only_against_the_given_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`plan` keeps the operator's resources out of the pinned-CRD check (no pinned CRD defines them) and
+    checks them against the bundle when one is given, else says they were not checked."""
+    from otelstack import render as entry
+
+    given = os.environ.get(BUNDLE_ENV)
+    operator = operator_resources([o for c in altinity() for o in c.objects])
+    assert {o["kind"] for o in operator} == {"ClickHouseInstallation", "ClickHouseKeeperInstallation"}
+    monkeypatch.delenv(BUNDLE_ENV, raising=False)
+    report = kv.Report()
+    entry._check_operator_resources(operator, report)
+    assert report.errors == [] and BUNDLE_ENV in report.notes[0] and ALTINITY_OPERATOR in report.notes[0]
+    if given:
+        monkeypatch.setenv(BUNDLE_ENV, given)
+        report = kv.Report()
+        entry._check_operator_resources(operator, report)
+        assert report.errors == [] and report.notes == []
+        broken = {**operator[0], "spec": {**operator[0]["spec"], "replicas": 3}}
+        entry._check_operator_resources([broken], report)
+        assert report.errors and "replicas" in report.errors[0]

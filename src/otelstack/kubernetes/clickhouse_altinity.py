@@ -25,7 +25,10 @@ server refuses both resources. Pulumi does not wait for the operator to finish; 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from otelstack.kubernetes import backend, clickhouse_config
 from otelstack.kubernetes.clickhouse_server import (
@@ -56,6 +59,8 @@ if TYPE_CHECKING:
 ALTINITY_OPERATOR = "0.25.6"
 CHI_API = "clickhouse.altinity.com/v1"
 CHK_API = "clickhouse-keeper.altinity.com/v1"
+# The operator's install bundle at the pinned release, given by hand (its module is not on the Go module proxy).
+BUNDLE_ENV = "OTELSTACK_ALTINITY_BUNDLE"
 NAME = "otelstack"
 KEEPER = "clickhouse-keeper"  # the Keeper pods' component label (their NetworkPolicy selects it)
 KEEPER_SERVICE = f"keeper-{NAME}"
@@ -217,3 +222,14 @@ def component(ctx: StackContext, tls: bool) -> Component:
         installation(ctx, tls),
     ]
     return Component(CLICKHOUSE.name, tuple(objects), depends_on=backend.depends(ctx))
+
+
+def operator_resources(objects: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The objects of the operator's API groups (their CRDs are not among the pinned ones)."""
+    return [o for o in objects if o.get("apiVersion") in (CHI_API, CHK_API)]
+
+
+def crd_bundle() -> Path | None:
+    """The operator's bundle named by ``OTELSTACK_ALTINITY_BUNDLE``, if any."""
+    given = os.environ.get(BUNDLE_ENV)
+    return Path(given) if given else None

@@ -164,7 +164,8 @@ def _tail(log: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a program started here (kill it after 15 s), unless it has ended."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -486,7 +487,7 @@ def start_cluster(crds: Iterable[Path] = (), keep: bool = False) -> Iterator[Clu
         yield cluster
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_process(proc)
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
 

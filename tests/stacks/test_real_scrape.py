@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from otelstack.backends.promtools import locate_tool
-from tests.stacks.cluster import ApiError, Cluster, free_port
+from tests.stacks.cluster import ApiError, Cluster, free_port, stop_process
 from tests.stacks.test_real_backends import backend_tree
 from tests.stacks.test_real_stack import namespaces, planned
 
@@ -87,12 +87,7 @@ def prometheus(config: Path, workdir: Path) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
+        stop_process(proc)
 
 
 def active_targets(url: str, wanted: int) -> list[dict[str, Any]]:

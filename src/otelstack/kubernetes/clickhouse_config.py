@@ -19,7 +19,9 @@ element of that name, docs "Configuration Files"):
 
 Setting names: ``https_port``, ``tcp_port_secure``, ``listen_host``, ``listen_try``, ``logger``, ``openSSL``
 from ClickHouse's server settings reference; the ``openSSL.server`` keys from its Poco fork
-(base/poco/NetSSL_OpenSSL/include/Poco/Net/SSLManager.h); ``remove``/``from_env`` from "Configuration Files".
+(base/poco/NetSSL_OpenSSL/include/Poco/Net/SSLManager.h); ``remove``/``from_env`` from "Configuration Files";
+the user's keys (``password``, ``networks/ip``, ``profile``, ``quota``, ``access_management``: every privilege
+with grant option) from src/Access/UsersConfigParser.cpp.
 """
 
 from __future__ import annotations

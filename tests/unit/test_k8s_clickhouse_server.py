@@ -231,7 +231,7 @@ def test_the_layout_must_fit_the_mode() -> None:
     data = clickhouse_spec("prod").model_dump(mode="json", by_alias=True)
     data["backends"]["clickhouse"]["enabled"] = False
     with pytest.raises(SpecError, match=r"backends.clickhouse.enabled is true, but the spec's"):
-        render(spec=PlatformSpec.model_validate(data), cluster={"backends": ON["backends"]})
+        render(spec=PlatformSpec.model_validate(data), cluster=ON)
 
 
 @pytest.mark.parametrize(
@@ -250,6 +250,14 @@ def test_bad_clickhouse_settings_are_clear_errors(settings: dict[str, Any], mess
         parse_cluster({"backends": {"clickhouse": settings}}, source="stacks/platform/Pulumi.prod.yaml")
     issues = "\n".join(excinfo.value.issues)
     assert message in issues and "stacks/platform/Pulumi.prod.yaml" in issues
+
+
+def test_a_server_without_the_schema_job_is_an_error() -> None:
+    with pytest.raises(SpecError) as excinfo:
+        parse_cluster({"backends": {"clickhouse": {"enabled": True}}}, source="stacks/platform/Pulumi.dev.yaml")
+    (issue,) = excinfo.value.issues
+    assert issue.startswith("stacks/platform/Pulumi.dev.yaml: `otelstack:cluster`")
+    assert "`backends.clickhouse.enabled` is true but `clickhouseSchema.enabled` is false" in issue
 
 
 def test_the_exported_objects_pass_the_schemas_and_checkov(tmp_path: Path) -> None:

@@ -548,6 +548,12 @@ class ClusterSettings(Strict):
                     "namespace of its own"
                 )
         schema = self.clickhouse_schema
+        if self.backends.clickhouse.enabled and not schema.enabled:
+            raise ValueError(
+                "`backends.clickhouse.enabled` is true but `clickhouseSchema.enabled` is false: the in-cluster server "
+                "would have neither the tables (the exporter never creates them) nor the writer and reader users; "
+                "allowed: enable clickhouseSchema too (it needs an image with otelstack)"
+            )
         if schema.enabled and schema.image is None and self.opamp_server.image is None:
             raise ValueError(
                 "`clickhouseSchema.enabled` is true but no image with otelstack is given; allowed: set "

@@ -21,6 +21,7 @@ from otelstack.backends.grafana import metrics as m
 from otelstack.backends.grafana.promql import metric_names
 from otelstack.backends.grafana.provisioning import DATASOURCES_FILE, GRAFANA_INI_FILE
 from otelstack.dist.locate import locate
+from otelstack.security.flows import FLOWS
 from tests.backends.helpers import ENVIRONMENTS, env_spec, variant
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,6 +172,26 @@ def test_grafana_ini_refuses_anonymous_access() -> None:
 def test_without_clickhouse_no_clickhouse_datasource() -> None:
     files = render_grafana(variant("dev", {"backends": {"clickhouse": {"enabled": False}}}))
     assert CLICKHOUSE_UID not in _datasources(files)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "scheme", "port"),
+    [
+        ("tcp://clickhouse.dev.internal:9440?secure=true", True, 8443),
+        ("https://clickhouse.dev.internal:8443", True, 8443),
+        ("tcp://clickhouse.dev.internal:9000", False, 8123),
+    ],
+)
+def test_grafana_queries_clickhouse_over_the_port_the_flows_open(endpoint: str, scheme: bool, port: int) -> None:
+    """The gateways may write over the native protocol; Grafana reads over the HTTP interface, which is
+    what the flows matrix (VM firewall, NetworkPolicies) opens to Grafana: the native port is not."""
+    spec = variant("dev", {"backends": {"clickhouse": {"endpoint": endpoint}}})
+    json_data = _datasources(render_grafana(spec))[CLICKHOUSE_UID]["jsonData"]
+    assert (json_data["protocol"], json_data["secure"], json_data["port"]) == ("http", scheme, port)
+    (flow,) = [f for f in FLOWS if f.name == "grafana-to-clickhouse"]
+    if scheme:
+        assert json_data["port"] in flow.ports
+    assert 9440 not in flow.ports and 9000 not in flow.ports
 
 
 def _free_port() -> int:

@@ -41,7 +41,7 @@ from otelstack.kubernetes.objects import (
     secret_env,
 )
 from otelstack.model.spec import clickhouse_plaintext
-from otelstack.security.layout import CLICKHOUSE_HTTPS_PORT
+from otelstack.security.layout import CLICKHOUSE_HTTP_PORT, CLICKHOUSE_HTTPS_PORT
 
 if TYPE_CHECKING:
     from otelstack.kubernetes.stack import StackContext
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 COMPONENT = "clickhouse-schema"
 SCHEMA_DIR = "/etc/otelstack-schema"
 ADMIN_PASSWORD_ENV = "CLICKHOUSE_ADMIN_PASSWORD"
-CLICKHOUSE_HTTP_PORT = 8123  # the plaintext HTTP interface (a dev ClickHouse without TLS)
 UID = 10001
 SQL_FILE = re.compile(r"^[A-Za-z0-9._-]+\.sql$")
 

@@ -20,6 +20,7 @@ SUPERVISOR_LOCAL_OPAMP_PORT = 4321
 # Backends (their upstream defaults, TLS variants where the upstream has one).
 CLICKHOUSE_NATIVE_TLS_PORT = 9440
 CLICKHOUSE_HTTPS_PORT = 8443
+CLICKHOUSE_HTTP_PORT = 8123  # the plaintext HTTP interface (a dev ClickHouse without TLS)
 CLICKHOUSE_METRICS_PORT = 9363  # <prometheus> endpoint of the server config
 TEMPO_OTLP_GRPC_PORT = 4317
 TEMPO_HTTP_PORT = 3200

@@ -29,7 +29,7 @@ from otelstack.backends.endpoints import (
 from otelstack.backends.grafana.metrics import gateway_span_metrics
 from otelstack.backends.loki import tenant_headers
 from otelstack.model.spec import PlatformSpec, TlsMode
-from otelstack.security.layout import GRAFANA_PORT
+from otelstack.security.layout import CLICKHOUSE_HTTP_PORT, CLICKHOUSE_HTTPS_PORT, GRAFANA_PORT
 
 DATASOURCES_FILE = "grafana/provisioning/datasources/otelstack.yaml"
 DASHBOARDS_PROVIDER_FILE = "grafana/provisioning/dashboards/otelstack.yaml"
@@ -192,10 +192,13 @@ def _clickhouse(spec: PlatformSpec) -> Config:
     query = {k.lower(): v.lower() for k, v in parse_qsl(parts.query)}
     http = parts.scheme in ("http", "https")
     secure = parts.scheme == "https" or query.get("secure") in ("1", "t", "true")
+    # Grafana reads over ClickHouse's HTTP interface whatever protocol the gateways write with: the flows
+    # matrix (grafana-to-clickhouse) opens HTTPS to Grafana, not the native port, on VMs and in the cluster.
+    default_port = CLICKHOUSE_HTTPS_PORT if secure else CLICKHOUSE_HTTP_PORT
     json_data: Config = {
         "host": parts.hostname,
-        "port": parts.port or (8443 if http and secure else 8123 if http else 9440 if secure else 9000),
-        "protocol": "http" if http else "native",
+        "port": (parts.port if http else None) or default_port,
+        "protocol": "http",
         "secure": secure,
         "username": ch.reader_username,  # SELECT only (the ClickHouse render's reader role)
         "defaultDatabase": ch.database,

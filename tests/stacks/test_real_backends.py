@@ -13,7 +13,7 @@ import yaml
 
 from tests.stacks.cluster import PULUMI_PROGRAMS, Cluster, skip_reason
 from tests.stacks.test_mocks_backends import BACKENDS, in_cluster_configs
-from tests.stacks.test_real_stack import POLICY, PROJECT, dev_stack, namespaces, planned
+from tests.stacks.test_real_stack import PROJECT, dev_stack, namespaces, planned, up_and_find_planned
 
 pytestmark = pytest.mark.cluster
 
@@ -73,13 +73,7 @@ def test_pulumi_up_creates_the_backends_then_no_changes_then_destroy(cluster: Cl
     for name in BACKENDS:
         pulumi("config", "set", "--path", f"otelstack:cluster.backends.{name}.enabled", "true")
 
-    up = pulumi("up", "--yes", "--skip-preview", "--policy-pack", str(POLICY))
-    assert "error" not in up.stderr.lower(), up.stderr
-    present = set(cluster.list_namespace("observability"))
-    wanted = {
-        f"{o['kind']}/{o['metadata']['name']}" for o in objects if o["metadata"].get("namespace") == "observability"
-    }
-    assert wanted <= present, sorted(wanted - present)
+    present = up_and_find_planned(pulumi, cluster, objects)["observability"]
     assert {"StatefulSet/prometheus", "Deployment/grafana", "Secret/grafana-admin"} <= present
     admin = cluster.get("/api/v1/namespaces/observability/secrets/grafana-admin")
     assert sorted(admin["data"]) == ["GRAFANA_ADMIN_PASSWORD", "GRAFANA_SECRET_KEY"]

@@ -15,7 +15,7 @@ import yaml
 
 from tests.stacks.cluster import PULUMI_PROGRAMS, Cluster, skip_reason
 from tests.stacks.test_mocks_clickhouse import ADMIN_KEY, IMAGE, clickhouse_configs
-from tests.stacks.test_real_stack import POLICY, PROJECT, dev_stack, namespaces, planned
+from tests.stacks.test_real_stack import PROJECT, dev_stack, namespaces, planned, up_and_find_planned
 
 pytestmark = pytest.mark.cluster
 CLICKHOUSE = {"backends": {"clickhouse": {"enabled": True}}, "clickhouseSchema": {"enabled": True, "image": IMAGE}}
@@ -69,13 +69,7 @@ def test_pulumi_up_creates_clickhouse_then_no_changes_then_destroy(cluster: Clus
     for key, value in IMAGE.items():
         pulumi("config", "set", "--path", f"otelstack:cluster.clickhouseSchema.image.{key}", value)
 
-    up = pulumi("up", "--yes", "--skip-preview", "--policy-pack", str(POLICY))
-    assert "error" not in up.stderr.lower(), up.stderr
-    present = set(cluster.list_namespace("observability"))
-    wanted = {
-        f"{o['kind']}/{o['metadata']['name']}" for o in objects if o["metadata"].get("namespace") == "observability"
-    }
-    assert wanted <= present, sorted(wanted - present)
+    present = up_and_find_planned(pulumi, cluster, objects)["observability"]
     assert {"StatefulSet/clickhouse", "ConfigMap/clickhouse-config", "ConfigMap/clickhouse-users"} <= present
     config = cluster.get("/api/v1/namespaces/observability/configmaps/clickhouse-config")
     rendered = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "clickhouse-config")

@@ -169,6 +169,19 @@ def test_the_policy_pack_in_the_engine_stops_a_stack_that_breaks_it(cluster: Clu
     assert cluster.list_namespace("observability-beyla") == []
 
 
+def up_and_find_planned(pulumi: Pulumi, cluster: Cluster, objects: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """`pulumi up` with the policy pack; every planned namespaced object is then stored by the API server.
+    Returns what each of those namespaces holds (``Kind/name``)."""
+    up = pulumi("up", "--yes", "--skip-preview", "--policy-pack", str(POLICY))
+    assert "error" not in up.stderr.lower(), up.stderr
+    present: dict[str, set[str]] = {}
+    for name in sorted({o["metadata"].get("namespace") for o in objects} - {None}):
+        present[name] = set(cluster.list_namespace(name))
+        wanted = {f"{o['kind']}/{o['metadata']['name']}" for o in objects if o["metadata"].get("namespace") == name}
+        assert wanted <= present[name], sorted(wanted - present[name])
+    return present
+
+
 def test_pulumi_up_then_no_changes_then_destroy_leaves_nothing(cluster: Cluster, tmp_path: Path) -> None:
     reason = skip_reason(PULUMI_PROGRAMS)
     if reason:
@@ -177,12 +190,7 @@ def test_pulumi_up_then_no_changes_then_destroy_leaves_nothing(cluster: Cluster,
     secret = next(o for o in objects if o["kind"] == "Secret")
     pulumi = dev_stack(cluster, tmp_path, objects)
 
-    up = pulumi("up", "--yes", "--skip-preview", "--policy-pack", str(POLICY))
-    assert "error" not in up.stderr.lower(), up.stderr
-    for name in {o["metadata"].get("namespace") for o in objects} - {None}:
-        present = set(cluster.list_namespace(name))
-        wanted = {f"{o['kind']}/{o['metadata']['name']}" for o in objects if o["metadata"].get("namespace") == name}
-        assert wanted <= present, sorted(wanted - present)
+    up_and_find_planned(pulumi, cluster, objects)
     stored = cluster.get(f"/api/v1/namespaces/{secret['metadata']['namespace']}/secrets/{secret['metadata']['name']}")
     assert sorted(stored["data"]) == sorted(secret.get("stringData") or {})
 

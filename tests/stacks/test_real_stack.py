@@ -166,7 +166,7 @@ def test_the_policy_pack_in_the_engine_stops_a_stack_that_breaks_it(cluster: Clu
     out = run.stdout + run.stderr
     assert run.returncode != 0, out[-4000:]
     assert "no-privileged-pods" in out and "mandatory" in out and "/beyla: hostPID is set" in out, out[-4000:]
-    assert cluster.list_namespace("observability-beyla") == []
+    assert cluster.left_after_destroy("observability-beyla") == []
 
 
 def up_and_find_planned(pulumi: Pulumi, cluster: Cluster, objects: list[dict[str, Any]]) -> dict[str, set[str]]:
@@ -197,9 +197,9 @@ def test_pulumi_up_then_no_changes_then_destroy_leaves_nothing(cluster: Cluster,
     pulumi("preview", "--expect-no-changes", "--diff")  # exits non-zero on any change
 
     pulumi("destroy", "--yes", "--skip-preview")
-    assert cluster.list_namespace("cert-manager") == []
+    assert cluster.left_after_destroy("cert-manager") == []
     for name in namespaces(objects):
-        assert cluster.list_namespace(name) == [], name
+        assert cluster.left_after_destroy(name) == [], name
         cluster.finalize_namespace(name)
     cluster_scoped = [o for o in objects if "namespace" not in o["metadata"] and o["kind"] != "Namespace"]
     for obj in cluster_scoped:

@@ -51,7 +51,7 @@ from otelstack.kubernetes.objects import (
     pod_security_context,
 )
 from otelstack.model.spec import TlsMode
-from otelstack.security import flows
+from otelstack.security import flows, layout
 
 if TYPE_CHECKING:
     from otelstack.kubernetes.stack import StackContext
@@ -66,7 +66,12 @@ KEEPER = "clickhouse-keeper"  # the Keeper pods' component label (their NetworkP
 KEEPER_SERVICE = f"keeper-{NAME}"
 # The operator's port names and numbers (pkg/apis/clickhouse.altinity.com/v1/type_host.go): it adds each to
 # the container under these names; the pods' metrics port is ours (podTemplate).
-OPERATOR_PORT_NAMES = {9440: "secureclient", 8443: "https", 9000: "tcp", 8123: "http"}
+OPERATOR_PORT_NAMES = {
+    layout.CLICKHOUSE_NATIVE_TLS_PORT: "secureclient",
+    layout.CLICKHOUSE_HTTPS_PORT: "https",
+    layout.CLICKHOUSE_NATIVE_PORT: "tcp",
+    layout.CLICKHOUSE_HTTP_PORT: "http",
+}
 INTERSERVER = flows.Listener(9009, "interserver", description="replicas fetch parts from each other")
 KEEPER_CLIENT = flows.Listener(2181, "zk", description="ClickHouse Keeper's ZooKeeper protocol")
 KEEPER_RAFT = flows.Listener(9444, "raft", description="Keeper's Raft between its nodes")

@@ -28,7 +28,12 @@ from __future__ import annotations
 
 from xml.etree import ElementTree as ET
 
-from otelstack.security.layout import CLICKHOUSE_HTTPS_PORT, CLICKHOUSE_NATIVE_TLS_PORT
+from otelstack.security.layout import (
+    CLICKHOUSE_HTTP_PORT,
+    CLICKHOUSE_HTTPS_PORT,
+    CLICKHOUSE_NATIVE_PORT,
+    CLICKHOUSE_NATIVE_TLS_PORT,
+)
 
 SERVER_DIR = "/etc/clickhouse-server"
 CONFIG_D = f"{SERVER_DIR}/config.d"
@@ -38,10 +43,8 @@ DATA_DIR = "/var/lib/clickhouse"
 SERVER_FILE = "otelstack-kubernetes.xml"
 TLS_FILE = "otelstack-tls.xml"
 ADMIN_FILE = "otelstack-admin.xml"
-HTTP_PORT = 8123  # the plaintext HTTP interface
-NATIVE_PORT = 9000  # the plaintext native protocol
 # What a TLS listener is without TLS: the ports a plaintext endpoint names.
-PLAINTEXT_PORTS = {CLICKHOUSE_NATIVE_TLS_PORT: NATIVE_PORT, CLICKHOUSE_HTTPS_PORT: HTTP_PORT}
+PLAINTEXT_PORTS = {CLICKHOUSE_NATIVE_TLS_PORT: CLICKHOUSE_NATIVE_PORT, CLICKHOUSE_HTTPS_PORT: CLICKHOUSE_HTTP_PORT}
 PLAINTEXT_NAMES = {CLICKHOUSE_NATIVE_TLS_PORT: "native", CLICKHOUSE_HTTPS_PORT: "http"}
 REMOVE = {"remove": "remove"}
 # The image's listeners a single server does not use (its config.xml opens them).
@@ -91,8 +94,8 @@ def server_fragment(tls: bool, mtls: bool) -> str:
         for plain in ("http_port", "tcp_port"):
             ET.SubElement(root, plain, REMOVE)
     else:
-        _text(root, "http_port", str(HTTP_PORT))
-        _text(root, "tcp_port", str(NATIVE_PORT))
+        _text(root, "http_port", str(CLICKHOUSE_HTTP_PORT))
+        _text(root, "tcp_port", str(CLICKHOUSE_NATIVE_PORT))
     for unused in UNUSED_LISTENERS:
         ET.SubElement(root, unused, REMOVE)
     if tls:

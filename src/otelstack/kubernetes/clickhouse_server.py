@@ -27,7 +27,12 @@ from otelstack.kubernetes.clickhouse import ADMIN_PASSWORD_ENV
 from otelstack.kubernetes.objects import SECRETS_NAME, Component, K8sObject
 from otelstack.model.spec import TlsMode, clickhouse_plaintext
 from otelstack.security import flows
-from otelstack.security.layout import CLICKHOUSE_HTTPS_PORT, CLICKHOUSE_NATIVE_TLS_PORT
+from otelstack.security.layout import (
+    CLICKHOUSE_HTTP_PORT,
+    CLICKHOUSE_HTTPS_PORT,
+    CLICKHOUSE_NATIVE_PORT,
+    CLICKHOUSE_NATIVE_TLS_PORT,
+)
 
 if TYPE_CHECKING:
     from otelstack.kubernetes.stack import StackContext
@@ -78,11 +83,11 @@ def endpoint_tls(ctx: StackContext) -> bool:
 
 
 def native_port(tls: bool) -> int:
-    return CLICKHOUSE_NATIVE_TLS_PORT if tls else clickhouse_config.NATIVE_PORT
+    return CLICKHOUSE_NATIVE_TLS_PORT if tls else CLICKHOUSE_NATIVE_PORT
 
 
 def http_port(tls: bool) -> int:
-    return CLICKHOUSE_HTTPS_PORT if tls else clickhouse_config.HTTP_PORT
+    return CLICKHOUSE_HTTPS_PORT if tls else CLICKHOUSE_HTTP_PORT
 
 
 def endpoint_port(ctx: StackContext, tls: bool) -> int:

@@ -84,9 +84,9 @@ def outside_ports(spec: PlatformSpec, tier: str) -> tuple[int, ...] | None:
     backends = spec.backends
     if tier == "clickhouse" and backends.clickhouse.enabled:
         url = backends.clickhouse.endpoint
-        secure = "secure=true" in url.lower()
-        return (_url_port(url, {"tcp": 9440 if secure else 9000, "clickhouse": 9440 if secure else 9000,
-                                "http": 8123, "https": 8443}),)  # fmt: skip
+        native = layout.CLICKHOUSE_NATIVE_TLS_PORT if "secure=true" in url.lower() else layout.CLICKHOUSE_NATIVE_PORT
+        defaults = {"tcp": native, "clickhouse": native, "http": layout.CLICKHOUSE_HTTP_PORT}
+        return (_url_port(url, {**defaults, "https": layout.CLICKHOUSE_HTTPS_PORT}),)
     if tier == "tempo" and backends.tempo.enabled:
         return (int(backends.tempo.endpoint.rsplit(":", 1)[1]),)
     if tier == "loki" and backends.loki.enabled:

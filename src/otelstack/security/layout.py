@@ -19,6 +19,7 @@ OPAMP_PORT = 4320
 SUPERVISOR_LOCAL_OPAMP_PORT = 4321
 # Backends (their upstream defaults, TLS variants where the upstream has one).
 CLICKHOUSE_NATIVE_TLS_PORT = 9440
+CLICKHOUSE_NATIVE_PORT = 9000  # the plaintext native protocol (a dev ClickHouse without TLS)
 CLICKHOUSE_HTTPS_PORT = 8443
 CLICKHOUSE_HTTP_PORT = 8123  # the plaintext HTTP interface (a dev ClickHouse without TLS)
 CLICKHOUSE_METRICS_PORT = 9363  # <prometheus> endpoint of the server config

@@ -272,7 +272,7 @@ def _kubernetes_files(
     if report.errors:
         raise ConfigValidationError(f"{stack_path.name}: the Kubernetes objects are invalid; nothing was written",
                                     report.errors)  # fmt: skip
-    found = in_cluster_problems([o for c in components for o in c.objects], backend_files)
+    found = in_cluster_problems(every, backend_files)
     notes += [p for p in found if p.startswith(NOTE_PREFIXES)]
     problems = [p for p in found if not p.startswith(NOTE_PREFIXES)]
     if problems:

@@ -5,7 +5,9 @@ It loads by itself beside the playbooks (playbooks/callback_plugins/) or by name
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,21 @@ def test_workers_inherit_the_modules_the_lookups_use(tmp_path: Path, how: str) -
 def test_preload_names_importable_modules() -> None:
     assert preload() == MODULES
     assert "otelstack.render" in MODULES and len(set(MODULES)) == len(MODULES)
+
+
+def test_modules_cover_what_the_plugins_import() -> None:
+    """Every otelstack module a lookup or filter imports is in MODULES (else its workers import it again)."""
+    imported = set()
+    for path in [*(ROOT / "plugins" / "lookup").glob("*.py"), *(ROOT / "plugins" / "filter").glob("*.py")]:
+        for package, names in re.findall(r"^\s*from (otelstack[\w.]*) import ([\w, ]+)", path.read_text(), re.M):
+            for name in (n.strip() for n in names.split(",")):
+                module = f"{package}.{name}"
+                imported.add(module if _is_module(module) else package)  # a module, or a name in one
+    assert imported - {"otelstack"} <= set(MODULES), sorted(imported - set(MODULES) - {"otelstack"})
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
